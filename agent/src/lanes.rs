@@ -1,0 +1,328 @@
+//! Per-thread lanes: each thread that spawns or polls tasks owns a lane holding its poll in
+//! progress and its own copy of every site's counters.
+//!
+//! Counters in a lane have a single writer (the owning thread), so the hooks update them
+//! with plain loads and stores, and no cache line moves between workers on the hot path.
+//! Readers sum the lanes. The poll cell (task being polled, since when) is readable from any
+//! thread, so a worker stuck in a poll that never returns is still visible.
+//!
+//! A thread claims a lane on first use and releases it when it exits; the next thread to
+//! claim it keeps adding to its counters, so totals never go back. When every lane is taken,
+//! threads share one fallback lane updated with atomic read-modify-writes.
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::clock::Clock;
+
+/// Most threads with a lane of their own at once, per agent.
+pub(crate) const MAX_LANES: usize = 256;
+
+/// One poll in this many, on average, is timed precisely for busy time; the sampled
+/// duration is weighted by the polls it stands for, so per-site busy time stays unbiased.
+/// Strides are drawn from 1..=2*SAMPLE_EVERY-1 so that periodic workloads do not alias.
+pub(crate) const SAMPLE_EVERY: u32 = 8;
+
+/// One site's counters in one lane.
+#[derive(Default)]
+pub(crate) struct SiteCounters {
+    pub(crate) spawned: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) polls: AtomicU64,
+    /// Clock ticks spent polling.
+    pub(crate) busy: AtomicU64,
+}
+
+/// Totals of one site over every lane.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SiteTotals {
+    pub(crate) spawned: u64,
+    pub(crate) completed: u64,
+    pub(crate) polls: u64,
+    pub(crate) busy: u64,
+}
+
+#[repr(align(64))]
+pub(crate) struct Lane {
+    in_use: AtomicBool,
+    /// Whether several threads may write at once (the fallback lane).
+    shared: bool,
+    /// Task being polled by the owning thread, 0 when none (tokio ids start at 1).
+    task: AtomicU64,
+    /// Coarse clock reading when that poll started.
+    started: AtomicU64,
+    /// Precise clock reading when that poll started, if it is sampled (else 0).
+    sample_start: AtomicU64,
+    /// Polls left until the next sampled one, and how many polls that sample stands for.
+    countdown: AtomicU32,
+    weight: AtomicU32,
+    /// xorshift state for the sampling strides.
+    rng: AtomicU64,
+    counters: OnceLock<Box<[SiteCounters]>>,
+}
+
+/// How a poll ended, from the lane's record of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PollEnd {
+    /// Coarse clock reading when the poll started.
+    pub(crate) started: u64,
+    /// Precise ticks of busy time this poll accounts for: its duration times the polls its
+    /// sample stands for, or 0 when it was not sampled.
+    pub(crate) busy: u64,
+}
+
+impl Lane {
+    fn new(shared: bool) -> Self {
+        Lane {
+            in_use: AtomicBool::new(false),
+            shared,
+            task: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            sample_start: AtomicU64::new(0),
+            countdown: AtomicU32::new(1),
+            weight: AtomicU32::new(1),
+            rng: AtomicU64::new(0x2545_F491_4F6C_DD1D),
+            counters: OnceLock::new(),
+        }
+    }
+
+    fn counters(&self, sites: usize) -> &[SiteCounters] {
+        self.counters
+            .get_or_init(|| (0..sites).map(|_| SiteCounters::default()).collect())
+    }
+
+    /// Adds to a counter of this lane.
+    #[inline]
+    pub(crate) fn add(&self, counter: &AtomicU64, n: u64) {
+        if self.shared {
+            counter.fetch_add(n, Ordering::Relaxed);
+        } else {
+            // Single writer: a load and a store, no locked instruction.
+            counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        }
+    }
+
+    /// This lane's counters for `site`.
+    #[inline]
+    pub(crate) fn site(&self, site: u32) -> &SiteCounters {
+        // Allocated when the lane was claimed, with one entry per site slot.
+        &self.counters.get().expect("claimed lanes have counters")[site as usize]
+    }
+
+    /// Records the start of a poll on the owning thread.
+    #[inline]
+    pub(crate) fn start_poll(&self, task: u64, now: u64, clock: &Clock) {
+        self.started.store(now, Ordering::Relaxed);
+        let left = self.countdown.load(Ordering::Relaxed).saturating_sub(1);
+        self.countdown.store(left, Ordering::Relaxed);
+        let sample = if left == 0 && !self.shared {
+            clock.precise().max(1)
+        } else {
+            0
+        };
+        self.sample_start.store(sample, Ordering::Relaxed);
+        self.task.store(task, Ordering::Release);
+    }
+
+    /// Ends the poll of `task` if this lane is polling it.
+    #[inline]
+    pub(crate) fn end_poll(&self, task: u64, clock: &Clock) -> Option<PollEnd> {
+        if self.shared || self.task.load(Ordering::Relaxed) != task {
+            return None;
+        }
+        let started = self.started.load(Ordering::Relaxed);
+        let sample_start = self.sample_start.load(Ordering::Relaxed);
+        let busy = if sample_start == 0 {
+            0
+        } else {
+            let weight = self.weight.load(Ordering::Relaxed);
+            self.next_stride();
+            clock.precise().saturating_sub(sample_start) * u64::from(weight)
+        };
+        self.task.store(0, Ordering::Release);
+        Some(PollEnd { started, busy })
+    }
+
+    #[cold]
+    fn next_stride(&self) {
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        let stride = 1 + (x % u64::from(2 * SAMPLE_EVERY - 1)) as u32;
+        self.countdown.store(stride, Ordering::Relaxed);
+        self.weight.store(stride, Ordering::Relaxed);
+    }
+}
+
+/// A poll in progress, as seen by a reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PollInProgress {
+    pub(crate) task: u64,
+    pub(crate) started: u64,
+}
+
+pub(crate) struct Lanes {
+    lanes: Box<[Lane]>,
+    fallback: Lane,
+    /// Site slots per lane (site capacity + overflow).
+    sites: usize,
+}
+
+/// Lanes this thread holds, one per agent it worked for; released when the thread exits.
+struct ThreadLanes(Vec<(Arc<Lanes>, usize)>);
+
+impl Drop for ThreadLanes {
+    fn drop(&mut self) {
+        let _ = LAST.try_with(|c| c.set((0, 0)));
+        for (lanes, i) in &self.0 {
+            let lane = &lanes.lanes[*i];
+            lane.task.store(0, Ordering::Relaxed);
+            lane.in_use.store(false, Ordering::Release);
+        }
+    }
+}
+
+thread_local! {
+    static THREAD_LANES: RefCell<ThreadLanes> = const { RefCell::new(ThreadLanes(Vec::new())) };
+    /// Fast path: the last `Lanes` this thread used and its lane index + 1. The address is
+    /// safe to compare: `THREAD_LANES` holds an `Arc` to it for as long as the thread lives.
+    static LAST: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+impl Lanes {
+    pub(crate) fn new(sites: usize) -> Arc<Self> {
+        let fallback = Lane::new(true);
+        fallback.counters(sites);
+        Arc::new(Lanes {
+            lanes: (0..MAX_LANES).map(|_| Lane::new(false)).collect(),
+            fallback,
+            sites,
+        })
+    }
+
+    /// Runs `f` with this thread's lane, claiming one on first use.
+    #[inline]
+    pub(crate) fn with<R>(self: &Arc<Self>, f: impl FnOnce(&Lane) -> R) -> R {
+        let me = Arc::as_ptr(self) as usize;
+        let (last, idx) = LAST.get();
+        if last == me && idx != 0 {
+            return f(&self.lanes[idx - 1]);
+        }
+        self.with_slow(f)
+    }
+
+    #[cold]
+    fn with_slow<R>(self: &Arc<Self>, f: impl FnOnce(&Lane) -> R) -> R {
+        let idx = THREAD_LANES
+            .try_with(|tl| {
+                let mut tl = tl.borrow_mut();
+                match tl.0.iter().find(|(l, _)| Arc::ptr_eq(l, self)) {
+                    Some((_, i)) => Some(*i),
+                    None => {
+                        let i = self.claim()?;
+                        tl.0.push((Arc::clone(self), i));
+                        Some(i)
+                    }
+                }
+            })
+            .ok()
+            .flatten();
+        match idx {
+            Some(i) => {
+                let _ = LAST.try_with(|c| c.set((Arc::as_ptr(self) as usize, i + 1)));
+                f(&self.lanes[i])
+            }
+            // Every lane taken, or the thread is exiting: share the fallback lane.
+            None => f(&self.fallback),
+        }
+    }
+
+    #[cold]
+    fn claim(&self) -> Option<usize> {
+        let i = self.lanes.iter().position(|l| {
+            l.in_use
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        })?;
+        self.lanes[i].counters(self.sites);
+        Some(i)
+    }
+
+    /// Sums every lane's counters for `site`.
+    pub(crate) fn totals(&self, site: u32) -> SiteTotals {
+        let mut t = SiteTotals::default();
+        for lane in self.lanes.iter().chain(std::iter::once(&self.fallback)) {
+            let Some(counters) = lane.counters.get() else {
+                continue;
+            };
+            let c = &counters[site as usize];
+            // Completed before spawned: a spawn racing with this read can only make live
+            // look one higher for an instant, never negative.
+            t.completed += c.completed.load(Ordering::Relaxed);
+            t.spawned += c.spawned.load(Ordering::Relaxed);
+            t.polls += c.polls.load(Ordering::Relaxed);
+            t.busy += c.busy.load(Ordering::Relaxed);
+        }
+        t
+    }
+
+    /// Every poll in progress now.
+    pub(crate) fn in_progress(&self) -> Vec<PollInProgress> {
+        self.lanes
+            .iter()
+            .filter(|l| l.in_use.load(Ordering::Acquire))
+            .filter_map(|l| {
+                let task = l.task.load(Ordering::Acquire);
+                (task != 0).then(|| PollInProgress {
+                    task,
+                    started: l.started.load(Ordering::Relaxed),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_track_polls_sum_counters_and_free_on_exit() {
+        let lanes = Lanes::new(4);
+        let clock = Arc::new(Clock::new());
+        let c2 = Arc::clone(&clock);
+        let l2 = Arc::clone(&lanes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            l2.with(|lane| {
+                lane.add(&lane.site(2).spawned, 3);
+                lane.start_poll(42, 1000, &c2);
+            });
+            tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+            let end = l2.with(|lane| lane.end_poll(42, &c2)).unwrap();
+            assert_eq!(end.started, 1000);
+            // The first poll of a lane is always sampled, with weight 1.
+            assert!(end.busy > 0);
+        });
+        rx.recv().unwrap();
+        assert_eq!(
+            lanes.in_progress(),
+            vec![PollInProgress {
+                task: 42,
+                started: 1000
+            }]
+        );
+        lanes.with(|lane| lane.add(&lane.site(2).spawned, 1));
+        done_tx.send(()).unwrap();
+        t.join().unwrap();
+        assert!(lanes.in_progress().is_empty());
+        assert_eq!(lanes.totals(2).spawned, 4);
+        // The exited thread's lane is free again and keeps its counts.
+        assert_eq!(lanes.lanes.iter().filter(|l| l.in_use.load(Ordering::Relaxed)).count(), 1);
+    }
+}

@@ -1,0 +1,262 @@
+//! The live-task table: one small slot per live task.
+//!
+//! Task ids are sequential, so most live tasks sit in a direct-mapped ring indexed by
+//! `id % ring size`: a spawn claims its slot with one compare-and-swap, a poll finds it with
+//! one load and updates it with plain stores (a task is polled by one thread at a time), and
+//! consecutive spawns touch consecutive memory. A task whose ring slot is still held by an
+//! older live task goes to an overflow map, sharded and locked; that is the slow path, taken
+//! once per ring revolution per long-lived task, or when more tasks are alive than the ring
+//! holds.
+//!
+//! tokio hands hooks an opaque `tokio::task::Id`; its only public views are `Display` and
+//! `Hash`. [`id_to_u64`] reads the integer through `Hash` without formatting.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// Overflow shards; a power of two.
+const SHARDS: usize = 64;
+
+/// Marks a ring slot being written by its claimant (never a real id: ids count up from 1).
+const CLAIMING: u64 = u64::MAX;
+
+/// What the agent knows of a live task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TaskSlot {
+    pub(crate) site: u32,
+    pub(crate) polls: u32,
+    /// Coarse clock reading at spawn.
+    pub(crate) spawned: u64,
+    /// Coarse clock reading at the start of the last poll; 0 if never polled.
+    pub(crate) last_poll: u64,
+}
+
+/// A ring slot (32 bytes); `id` is 0 when free.
+#[derive(Default)]
+struct RingSlot {
+    id: AtomicU64,
+    site: AtomicU32,
+    polls: AtomicU32,
+    spawned: AtomicU64,
+    last_poll: AtomicU64,
+}
+
+type Map = HashMap<u64, TaskSlot, BuildHasherDefault<IdHasher>>;
+
+#[repr(align(64))]
+struct Shard(Mutex<Map>);
+
+pub(crate) struct TaskTable {
+    ring: Box<[RingSlot]>,
+    mask: u64,
+    overflow: Box<[Shard]>,
+}
+
+impl TaskTable {
+    /// A table whose ring holds `ring_slots` tasks (rounded up to a power of two).
+    pub(crate) fn new(ring_slots: usize) -> Self {
+        let n = ring_slots.max(64).next_power_of_two();
+        TaskTable {
+            ring: zeroed_ring(n),
+            mask: n as u64 - 1,
+            overflow: (0..SHARDS).map(|_| Shard(Mutex::new(Map::default()))).collect(),
+        }
+    }
+
+    #[inline]
+    fn slot(&self, id: u64) -> &RingSlot {
+        &self.ring[(id & self.mask) as usize]
+    }
+
+    fn shard(&self, id: u64) -> MutexGuard<'_, Map> {
+        // The map is never left half-updated, so a shard poisoned by a panic elsewhere is
+        // still consistent.
+        self.overflow[id as usize % SHARDS]
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[inline]
+    pub(crate) fn insert(&self, id: u64, site: u32, now: u64) {
+        let slot = self.slot(id);
+        if slot
+            .id
+            .compare_exchange(0, CLAIMING, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            slot.site.store(site, Ordering::Relaxed);
+            slot.polls.store(0, Ordering::Relaxed);
+            slot.spawned.store(now, Ordering::Relaxed);
+            slot.last_poll.store(0, Ordering::Relaxed);
+            slot.id.store(id, Ordering::Release);
+        } else {
+            self.insert_overflow(id, site, now);
+        }
+    }
+
+    #[cold]
+    fn insert_overflow(&self, id: u64, site: u32, now: u64) {
+        let slot = TaskSlot {
+            site,
+            polls: 0,
+            spawned: now,
+            last_poll: 0,
+        };
+        self.shard(id).insert(id, slot);
+    }
+
+    /// Removes a task; `None` if the table never had it.
+    #[inline]
+    pub(crate) fn remove(&self, id: u64) -> Option<TaskSlot> {
+        let slot = self.slot(id);
+        if slot.id.load(Ordering::Acquire) == id {
+            let task = read(slot);
+            slot.id.store(0, Ordering::Release);
+            return Some(task);
+        }
+        self.shard(id).remove(&id)
+    }
+
+    /// Records the end of a poll; returns the task's site, or `None` for a task the table
+    /// does not have.
+    #[inline]
+    pub(crate) fn poll_ended(&self, id: u64, now: u64) -> Option<u32> {
+        let slot = self.slot(id);
+        if slot.id.load(Ordering::Acquire) == id {
+            // One poller at a time: plain load and store.
+            let polls = slot.polls.load(Ordering::Relaxed);
+            slot.polls.store(polls.saturating_add(1), Ordering::Relaxed);
+            slot.last_poll.store(now, Ordering::Relaxed);
+            return Some(slot.site.load(Ordering::Relaxed));
+        }
+        self.poll_ended_overflow(id, now)
+    }
+
+    #[cold]
+    fn poll_ended_overflow(&self, id: u64, now: u64) -> Option<u32> {
+        let mut shard = self.shard(id);
+        let task = shard.get_mut(&id)?;
+        task.polls = task.polls.saturating_add(1);
+        task.last_poll = now;
+        Some(task.site)
+    }
+
+    /// Copies out every live task. Ring slots are read without locks (a slot that changes
+    /// owner while read is skipped); overflow shards are locked one at a time.
+    pub(crate) fn collect(&self) -> Vec<(u64, TaskSlot)> {
+        let mut out = Vec::new();
+        for slot in self.ring.iter() {
+            let id = slot.id.load(Ordering::Acquire);
+            if id == 0 || id == CLAIMING {
+                continue;
+            }
+            let task = read(slot);
+            if slot.id.load(Ordering::Acquire) == id {
+                out.push((id, task));
+            }
+        }
+        for shard in self.overflow.iter() {
+            let shard = shard.0.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend(shard.iter().map(|(id, slot)| (*id, *slot)));
+        }
+        out
+    }
+}
+
+/// A ring of free slots from zeroed memory: the allocator hands out fresh zero pages that
+/// the kernel maps on first touch, so a large ring costs memory only as task ids reach it.
+fn zeroed_ring(n: usize) -> Box<[RingSlot]> {
+    let ring = Box::<[RingSlot]>::new_zeroed_slice(n);
+    // SAFETY: RingSlot is atomics only, for which all-zero bytes are a valid value (a free
+    // slot, as `RingSlot::default()` would make).
+    unsafe { ring.assume_init() }
+}
+
+fn read(slot: &RingSlot) -> TaskSlot {
+    TaskSlot {
+        site: slot.site.load(Ordering::Relaxed),
+        polls: slot.polls.load(Ordering::Relaxed),
+        spawned: slot.spawned.load(Ordering::Relaxed),
+        last_poll: slot.last_poll.load(Ordering::Relaxed),
+    }
+}
+
+/// The integer inside a `tokio::task::Id`, read through its `Hash` impl (which hashes the
+/// inner `NonZeroU64` with one `write_u64`).
+#[inline]
+pub(crate) fn id_to_u64(id: tokio::task::Id) -> u64 {
+    let mut capture = IdCapture(0);
+    id.hash(&mut capture);
+    capture.0
+}
+
+struct IdCapture(u64);
+
+impl Hasher for IdCapture {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached with tokio's current `Id`; fold anything else in deterministically.
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Hasher for sequential integer ids: one multiply, no SipHash.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_round_trips_through_hash() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let handle = rt.spawn(async {});
+        let id = handle.id();
+        assert_eq!(id_to_u64(id).to_string(), id.to_string());
+    }
+
+    #[test]
+    fn ring_and_overflow_track_polls_and_removal() {
+        let t = TaskTable::new(64);
+        t.insert(7, 3, 10);
+        // 7 + 64 maps to the same ring slot: it goes to the overflow map.
+        t.insert(71, 4, 11);
+        assert_eq!(t.poll_ended(7, 50), Some(3));
+        assert_eq!(t.poll_ended(71, 60), Some(4));
+        assert_eq!(t.poll_ended(8, 50), None);
+        let mut all = t.collect();
+        all.sort_by_key(|(id, _)| *id);
+        assert_eq!(all.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![7, 71]);
+        let slot = t.remove(7).unwrap();
+        assert_eq!((slot.site, slot.polls, slot.spawned, slot.last_poll), (3, 1, 10, 50));
+        let slot = t.remove(71).unwrap();
+        assert_eq!((slot.site, slot.polls, slot.last_poll), (4, 1, 60));
+        assert_eq!(t.remove(7), None);
+        assert!(t.collect().is_empty());
+    }
+}

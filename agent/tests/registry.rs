@@ -1,0 +1,176 @@
+//! The agent's registry against a real multi-thread runtime: exact spawn sites, counts,
+//! per-task slots, blocking tasks and the site cap.
+
+use std::time::Duration;
+
+use taskscope::model::{OVERFLOW_SITE, TaskState};
+use taskscope::{Agent, SnapshotOptions};
+
+const SOURCE: &str = include_str!("registry.rs");
+
+/// `file:line:col` of the `tokio::spawn` on the line carrying `marker`, read from this
+/// file's source so that editing the file cannot make the test assert a stale number.
+fn site_of(marker: &str) -> String {
+    let (idx, line) = SOURCE
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(marker) && !l.contains("site_of("))
+        .unwrap_or_else(|| panic!("marker {marker} not found"));
+    let col = line.find("tokio::spawn").expect("spawn on marker line") + 1;
+    format!("agent/tests/registry.rs:{}:{}", idx + 1, col)
+}
+
+fn runtime() -> (tokio::runtime::Runtime, Agent) {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all();
+    let agent = taskscope::install(&mut builder);
+    (builder.build().unwrap(), agent)
+}
+
+#[test]
+fn counts_tasks_at_their_exact_spawn_site() {
+    const N: u64 = 25;
+    let (rt, agent) = runtime();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let handles: Vec<_> = rt.block_on(async {
+        (0..N)
+            .map(|_| {
+                let mut rx = rx.clone();
+                tokio::spawn(async move { rx.wait_for(|go| *go).await.map(|_| ()) }) // site: waiters
+            })
+            .collect()
+    });
+    let site = site_of("// site: waiters");
+
+    // Every task has been polled once and parked on the watch channel.
+    wait_until(|| agent.snapshot().sites.iter().any(|s| s.site == site && s.polls >= N));
+    let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 1000 });
+    let row = snap.sites.iter().find(|s| s.site == site).expect("site row");
+    assert_eq!((row.live, row.spawned, row.completed), (N, N, 0));
+    assert_eq!(row.polls, N);
+    assert_eq!(snap.tasks_total, N);
+
+    let mut ids: Vec<u64> = handles.iter().map(|h| h.id().to_string().parse().unwrap()).collect();
+    let mut listed: Vec<u64> = snap.tasks.iter().map(|t| t.id).collect();
+    ids.sort();
+    listed.sort();
+    assert_eq!(listed, ids);
+    for task in &snap.tasks {
+        assert_eq!(task.site, site);
+        assert_eq!(task.state, TaskState::Idle);
+        assert_eq!(task.polls, 1);
+        assert!(task.idle_seconds <= task.age_seconds);
+    }
+
+    tx.send(true).unwrap();
+    rt.block_on(async {
+        for h in handles {
+            h.await.unwrap().unwrap();
+        }
+    });
+    // tokio wakes a JoinHandle before it runs the terminate hook: give the hook a moment.
+    wait_until(|| agent.snapshot().sites.iter().any(|s| s.site == site && s.completed == N));
+    let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 1000 });
+    let row = snap.sites.iter().find(|s| s.site == site).expect("site row");
+    assert_eq!((row.live, row.spawned, row.completed), (0, N, N));
+    assert_eq!(row.polls, 2 * N);
+    assert!(row.busy_seconds > 0.0);
+    assert!(snap.tasks.is_empty());
+    assert_eq!(snap.tasks_total, 0);
+
+    let runtime = snap.runtime.expect("runtime facts after the first poll");
+    assert_eq!(runtime.workers, 2);
+    assert_eq!(runtime.worker_busy_seconds.len(), 2);
+}
+
+#[test]
+fn blocking_tasks_do_not_touch_site_counts() {
+    const K: u64 = 7;
+    let (rt, agent) = runtime();
+    rt.block_on(async {
+        let handles: Vec<_> = (0..K)
+            .map(|i| tokio::task::spawn_blocking(move || i * 2))
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+        // A plain task too, so the runtime facts get captured.
+        tokio::spawn(async {}).await.unwrap(); // site: plain
+    });
+    // Terminate hooks run after the JoinHandle resolves.
+    wait_until(|| {
+        let snap = agent.snapshot();
+        snap.agent.untracked_terminations >= K && snap.sites.iter().all(|s| s.live == 0)
+    });
+
+    let snap = agent.snapshot();
+    assert_eq!(snap.agent.untracked_terminations, K);
+    assert_eq!(snap.sites.len(), 1, "only the plain task's site: {:?}", snap.sites);
+    let row = &snap.sites[0];
+    assert_eq!(row.site, site_of("// site: plain"));
+    assert_eq!((row.live, row.spawned, row.completed), (0, 1, 1));
+
+    // Worker threads end as blocking tasks at shutdown: still no site is touched.
+    drop(rt);
+    let snap = agent.snapshot();
+    assert_eq!(snap.agent.untracked_terminations, K + 2);
+    assert_eq!(snap.sites.len(), 1);
+    assert_eq!(snap.sites[0].live, 0);
+}
+
+#[test]
+fn a_task_inside_a_poll_is_running() {
+    let (rt, agent) = runtime();
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let handle = rt.spawn(async move {
+        entered_tx.send(()).unwrap();
+        // Blocks the worker on purpose: the poll stays in progress until released.
+        release_rx.recv().unwrap();
+    });
+    entered_rx.recv().unwrap();
+    let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 10 });
+    assert_eq!(snap.tasks.len(), 1);
+    assert_eq!(snap.tasks[0].state, TaskState::Running);
+    assert_eq!(snap.tasks[0].idle_seconds, 0.0);
+    release_tx.send(()).unwrap();
+    rt.block_on(handle).unwrap();
+    wait_until(|| agent.snapshot().sites[0].completed == 1);
+    let snap = agent.snapshot();
+    assert_eq!((snap.sites[0].live, snap.sites[0].polls), (0, 1));
+}
+
+#[test]
+fn sites_beyond_the_cap_share_the_overflow_row() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all();
+    let agent = Agent::builder().site_capacity(2).install(&mut builder);
+    let rt = builder.build().unwrap();
+    rt.block_on(async {
+        tokio::spawn(async {}).await.unwrap(); // site: first
+        tokio::spawn(async {}).await.unwrap(); // site: second
+        tokio::spawn(async {}).await.unwrap(); // site: third
+        tokio::spawn(async {}).await.unwrap(); // site: fourth
+    });
+    wait_until(|| agent.snapshot().sites.iter().all(|s| s.live == 0));
+    let snap = agent.snapshot();
+    let labels: Vec<(&str, u64)> = snap.sites.iter().map(|s| (s.site.as_str(), s.spawned)).collect();
+    let (first, second) = (site_of("// site: first"), site_of("// site: second"));
+    // All finished (live 0), so rows sort by label: "(overflow)" first.
+    assert_eq!(
+        labels,
+        vec![(OVERFLOW_SITE, 2), (first.as_str(), 1), (second.as_str(), 1)]
+    );
+    assert_eq!(snap.agent.overflow_spawned, 2);
+    assert_eq!(snap.agent.sites_tracked, 2);
+}
+
+fn wait_until(mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("condition not reached within 5 s");
+}

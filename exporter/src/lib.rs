@@ -1,0 +1,146 @@
+//! taskscope exporter: serves a [`taskscope::Agent`]'s data over HTTP, from a thread and
+//! runtime of its own, so it keeps answering when every worker of the service's runtime is
+//! stuck.
+//!
+//! | endpoint | what |
+//! | --- | --- |
+//! | `GET /metrics` | Prometheus text format, read from the agent at scrape time |
+//! | `GET /debug/taskscope/snapshot[?tasks=N]` | the [`taskscope::model::Snapshot`] as JSON, with up to N live tasks (oldest first, N ≤ 100000) |
+//! | `GET /` | this list |
+//!
+//! ```no_run
+//! let mut builder = tokio::runtime::Builder::new_multi_thread();
+//! builder.enable_all();
+//! let agent = taskscope::install(&mut builder);
+//! let runtime = builder.build().unwrap();
+//! let exporter = taskscope_exporter::Exporter::new(agent)
+//!     .bind("127.0.0.1:6060".parse().unwrap())
+//!     .unwrap();
+//! println!("taskscope exporter on http://{}", exporter.local_addr());
+//! // ... run the service on `runtime`; the exporter stops when `exporter` is dropped.
+//! # drop(runtime);
+//! ```
+
+mod metrics;
+mod routes;
+
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+
+use taskscope::Agent;
+use tokio::sync::oneshot;
+
+/// Default address: loopback only, as Go's pprof examples should have been.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:6060";
+
+/// Most live tasks one snapshot request may list.
+pub const MAX_SNAPSHOT_TASKS: usize = 100_000;
+
+/// Errors starting the exporter.
+#[derive(Debug, thiserror::Error)]
+pub enum ExporterError {
+    /// The address could not be bound (in use, not local, no permission).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The exporter's thread or runtime could not be started.
+    #[error("cannot start the exporter thread: {0}")]
+    Start(std::io::Error),
+}
+
+/// An exporter not yet listening.
+#[derive(Debug, Clone)]
+pub struct Exporter {
+    agent: Agent,
+}
+
+impl Exporter {
+    /// An exporter for `agent`.
+    pub fn new(agent: Agent) -> Self {
+        Exporter { agent }
+    }
+
+    /// Binds `addr` (port 0 picks a free port) and starts serving on a thread of its own.
+    /// Returns once the socket is bound, so a bind error is reported here.
+    pub fn bind(self, addr: SocketAddr) -> Result<ExporterHandle, ExporterError> {
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|_| l))
+            .map_err(|source| ExporterError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ExporterError::Bind { addr, source })?;
+        // A runtime without the agent's hooks: the exporter's own tasks are not the
+        // service's, and it must not depend on the service's workers.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ExporterError::Start)?;
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let app = routes::router(self.agent);
+        let thread = std::thread::Builder::new()
+            .name("taskscope-exporter".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!("taskscope exporter cannot use its socket: {e}");
+                            return;
+                        }
+                    };
+                    let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                        let _ = stop_rx.await;
+                    });
+                    if let Err(e) = serve.await {
+                        tracing::error!("taskscope exporter stopped: {e}");
+                    }
+                });
+            })
+            .map_err(ExporterError::Start)?;
+        Ok(ExporterHandle {
+            local_addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A running exporter. Dropping it stops the server (without waiting); [`shutdown`]
+/// stops it and waits for its thread.
+///
+/// [`shutdown`]: ExporterHandle::shutdown
+#[derive(Debug)]
+pub struct ExporterHandle {
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ExporterHandle {
+    /// The address it listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops serving and waits for the exporter's thread to finish open requests.
+    pub fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ExporterHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

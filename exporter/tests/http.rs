@@ -1,0 +1,182 @@
+//! The exporter over real HTTP: metrics parsed by a Prometheus text parser, the snapshot
+//! JSON, bad requests, and answers while every worker of the service is blocked.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use taskscope::model::{Snapshot, TaskState};
+use taskscope_exporter::{Exporter, ExporterHandle};
+
+const SOURCE: &str = include_str!("http.rs");
+
+fn site_of(marker: &str) -> String {
+    let (idx, line) = SOURCE
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(marker) && !l.contains("site_of("))
+        .expect("marker");
+    // For a method call (`rt.spawn(`) the caller location is the method name.
+    let col = line.find("spawn(").expect("spawn on marker line") + 1;
+    format!("exporter/tests/http.rs:{}:{}", idx + 1, col)
+}
+
+fn service(workers: usize) -> (tokio::runtime::Runtime, ExporterHandle) {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(workers).enable_all();
+    let agent = taskscope::install(&mut builder);
+    let rt = builder.build().unwrap();
+    let exporter = Exporter::new(agent)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    (rt, exporter)
+}
+
+fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    client_rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .get(format!("http://{addr}{path}"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("exporter answers");
+        let status = resp.status().as_u16();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, ctype, resp.text().await.unwrap())
+    })
+}
+
+fn gauge(body: &str, name: &str, site: &str) -> Option<f64> {
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && s.labels.get("site") == Some(site))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("unexpected type for {name}"),
+        })
+}
+
+#[test]
+fn metrics_and_snapshot_report_the_waiting_tasks() {
+    let (rt, exporter) = service(2);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    for _ in 0..3 {
+        let mut rx = rx.clone();
+        rt.spawn(async move { rx.wait_for(|go| *go).await.map(|_| ()) }); // site: waiters
+    }
+    let site = site_of("// site: waiters");
+    let addr = exporter.local_addr();
+
+    let mut body = String::new();
+    for _ in 0..200 {
+        let (status, ctype, text) = get(addr, "/metrics");
+        assert_eq!(status, 200);
+        assert!(ctype.starts_with("text/plain"), "{ctype}");
+        body = text;
+        if gauge(&body, "taskscope_task_polls_total", &site) == Some(3.0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(gauge(&body, "taskscope_tasks_live", &site), Some(3.0), "{body}");
+    assert_eq!(gauge(&body, "taskscope_tasks_spawned_total", &site), Some(3.0));
+    assert_eq!(gauge(&body, "taskscope_tasks_completed_total", &site), Some(0.0));
+    assert_eq!(gauge(&body, "taskscope_task_polls_total", &site), Some(3.0));
+    assert!(body.contains("# TYPE taskscope_tasks_live gauge"));
+    assert!(body.contains("# TYPE taskscope_tasks_spawned_total counter"));
+    assert!(body.contains("taskscope_runtime_workers 2"));
+
+    let (status, ctype, json) = get(addr, "/debug/taskscope/snapshot?tasks=10");
+    assert_eq!((status, ctype.as_str()), (200, "application/json"));
+    let snap: Snapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(snap.schema_version, taskscope::model::SCHEMA_VERSION);
+    let row = snap.sites.iter().find(|s| s.site == site).unwrap();
+    assert_eq!((row.live, row.spawned), (3, 3));
+    assert_eq!(snap.tasks.len(), 3);
+    assert!(snap.tasks.iter().all(|t| t.site == site && t.state == TaskState::Idle));
+    tx.send(true).unwrap();
+    drop(rt);
+    exporter.shutdown();
+}
+
+#[test]
+fn answers_while_every_worker_is_blocked() {
+    let (rt, exporter) = service(2);
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = std::sync::Arc::new(std::sync::Mutex::new(release_rx));
+    for _ in 0..2 {
+        let entered = entered_tx.clone();
+        let release = release_rx.clone();
+        // No .await: each task holds a worker until released.
+        rt.spawn(async move {
+            entered.send(()).unwrap();
+            let _ = release.lock().unwrap().recv();
+        });
+    }
+    entered_rx.recv().unwrap();
+    entered_rx.recv().unwrap();
+
+    let (status, _, body) = get(exporter.local_addr(), "/metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("taskscope_tasks_live"));
+    let (status, _, json) = get(exporter.local_addr(), "/debug/taskscope/snapshot?tasks=10");
+    assert_eq!(status, 200);
+    let snap: Snapshot = serde_json::from_str(&json).unwrap();
+    let running = snap.tasks.iter().filter(|t| t.state == TaskState::Running).count();
+    assert_eq!(running, 2, "{:?}", snap.tasks);
+
+    release_tx.send(()).unwrap();
+    release_tx.send(()).unwrap();
+    drop(rt);
+    exporter.shutdown();
+}
+
+#[test]
+fn bad_requests_get_clear_errors() {
+    let (_rt, exporter) = service(1);
+    let addr = exporter.local_addr();
+    let (status, _, body) = get(addr, "/debug/taskscope/snapshot?tasks=abc");
+    assert_eq!(status, 400);
+    assert!(body.contains("tasks"), "{body}");
+    let (status, _, body) = get(addr, "/debug/taskscope/snapshot?colour=red");
+    assert_eq!(status, 400);
+    assert!(body.contains("colour"), "{body}");
+    let (status, _, body) = get(addr, "/debug/taskscope/snapshot?tasks=100001");
+    assert_eq!(status, 400);
+    assert!(body.contains("100000"), "{body}");
+    let (status, _, body) = get(addr, "/nope");
+    assert_eq!(status, 404);
+    assert!(body.contains("/metrics"), "{body}");
+
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = client_rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 405);
+
+    let taken = Exporter::new(taskscope::Agent::builder().build()).bind(addr);
+    let err = taken.expect_err("port in use");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}

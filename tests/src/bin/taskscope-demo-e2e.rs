@@ -1,0 +1,1 @@
+fn main(){ taskscope_demo::main() }
