@@ -87,7 +87,10 @@ fn main() {
     }
     let (b, t) = (median(base.clone()), median(ts.clone()));
     println!("spawn storm: {n} tasks x 4 yields, 2 workers, {rounds} rounds interleaved");
-    println!("{:<12} {:>12} {:>14} {:>8}", "variant", "median", "per task", "ratio");
+    println!(
+        "{:<12} {:>12} {:>14} {:>8}",
+        "variant", "median", "per task", "ratio"
+    );
     for (name, d) in [("baseline", b), ("taskscope", t)] {
         println!(
             "{:<12} {:>10.1}ms {:>12.0}ns {:>7.3}x",

@@ -99,7 +99,10 @@ impl Lane {
             counter.fetch_add(n, Ordering::Relaxed);
         } else {
             // Single writer: a load and a store, no locked instruction.
-            counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+            counter.store(
+                counter.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -323,6 +326,13 @@ mod tests {
         assert!(lanes.in_progress().is_empty());
         assert_eq!(lanes.totals(2).spawned, 4);
         // The exited thread's lane is free again and keeps its counts.
-        assert_eq!(lanes.lanes.iter().filter(|l| l.in_use.load(Ordering::Relaxed)).count(), 1);
+        assert_eq!(
+            lanes
+                .lanes
+                .iter()
+                .filter(|l| l.in_use.load(Ordering::Relaxed))
+                .count(),
+            1
+        );
     }
 }

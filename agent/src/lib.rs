@@ -190,7 +190,8 @@ impl Inner {
     fn on_spawn(&self, meta: &TaskMeta<'_>) {
         let site = self.sites.lookup(meta.spawned_at());
         let now = self.clock.now();
-        self.lanes.with(|lane| lane.add(&lane.site(site).spawned, 1));
+        self.lanes
+            .with(|lane| lane.add(&lane.site(site).spawned, 1));
         self.tasks.insert(id_to_u64(meta.id()), site, now);
     }
 

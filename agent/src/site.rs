@@ -46,17 +46,16 @@ pub fn display_path(path: &str) -> String {
             return format!("{repo}/{tail}");
         }
     }
-    if path.starts_with("/rustc/") {
-        if let Some(rest) = after_marker(path, "/library/") {
-            return format!("library/{rest}");
-        }
+    if path.starts_with("/rustc/")
+        && let Some(rest) = after_marker(path, "/library/")
+    {
+        return format!("library/{rest}");
     }
-    if path.starts_with('/') {
-        if let Ok(cwd) = std::env::current_dir() {
-            if let Ok(rel) = std::path::Path::new(path).strip_prefix(&cwd) {
-                return rel.to_string_lossy().into_owned();
-            }
-        }
+    if path.starts_with('/')
+        && let Ok(cwd) = std::env::current_dir()
+        && let Ok(rel) = std::path::Path::new(path).strip_prefix(&cwd)
+    {
+        return rel.to_string_lossy().into_owned();
     }
     path.to_string()
 }
@@ -200,7 +199,9 @@ impl SiteTable {
 /// together, so the low bits alone would cluster.
 #[inline]
 fn hash_ptr(key: usize) -> usize {
-    (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(32) as usize
+    (key as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(32) as usize
 }
 
 #[cfg(test)]

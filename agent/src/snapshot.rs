@@ -116,4 +116,3 @@ fn process_info() -> ProcessInfo {
             .unwrap_or_default(),
     }
 }
-

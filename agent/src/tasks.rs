@@ -61,7 +61,9 @@ impl TaskTable {
         TaskTable {
             ring: zeroed_ring(n),
             mask: n as u64 - 1,
-            overflow: (0..SHARDS).map(|_| Shard(Mutex::new(Map::default()))).collect(),
+            overflow: (0..SHARDS)
+                .map(|_| Shard(Mutex::new(Map::default())))
+                .collect(),
         }
     }
 
@@ -234,7 +236,9 @@ mod tests {
 
     #[test]
     fn id_round_trips_through_hash() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let handle = rt.spawn(async {});
         let id = handle.id();
         assert_eq!(id_to_u64(id).to_string(), id.to_string());
@@ -251,9 +255,15 @@ mod tests {
         assert_eq!(t.poll_ended(8, 50), None);
         let mut all = t.collect();
         all.sort_by_key(|(id, _)| *id);
-        assert_eq!(all.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![7, 71]);
+        assert_eq!(
+            all.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![7, 71]
+        );
         let slot = t.remove(7).unwrap();
-        assert_eq!((slot.site, slot.polls, slot.spawned, slot.last_poll), (3, 1, 10, 50));
+        assert_eq!(
+            (slot.site, slot.polls, slot.spawned, slot.last_poll),
+            (3, 1, 10, 50)
+        );
         let slot = t.remove(71).unwrap();
         assert_eq!((slot.site, slot.polls, slot.last_poll), (4, 1, 60));
         assert_eq!(t.remove(7), None);

@@ -43,14 +43,27 @@ fn counts_tasks_at_their_exact_spawn_site() {
     let site = site_of("// site: waiters");
 
     // Every task has been polled once and parked on the watch channel.
-    wait_until(|| agent.snapshot().sites.iter().any(|s| s.site == site && s.polls >= N));
+    wait_until(|| {
+        agent
+            .snapshot()
+            .sites
+            .iter()
+            .any(|s| s.site == site && s.polls >= N)
+    });
     let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 1000 });
-    let row = snap.sites.iter().find(|s| s.site == site).expect("site row");
+    let row = snap
+        .sites
+        .iter()
+        .find(|s| s.site == site)
+        .expect("site row");
     assert_eq!((row.live, row.spawned, row.completed), (N, N, 0));
     assert_eq!(row.polls, N);
     assert_eq!(snap.tasks_total, N);
 
-    let mut ids: Vec<u64> = handles.iter().map(|h| h.id().to_string().parse().unwrap()).collect();
+    let mut ids: Vec<u64> = handles
+        .iter()
+        .map(|h| h.id().to_string().parse().unwrap())
+        .collect();
     let mut listed: Vec<u64> = snap.tasks.iter().map(|t| t.id).collect();
     ids.sort();
     listed.sort();
@@ -69,9 +82,19 @@ fn counts_tasks_at_their_exact_spawn_site() {
         }
     });
     // tokio wakes a JoinHandle before it runs the terminate hook: give the hook a moment.
-    wait_until(|| agent.snapshot().sites.iter().any(|s| s.site == site && s.completed == N));
+    wait_until(|| {
+        agent
+            .snapshot()
+            .sites
+            .iter()
+            .any(|s| s.site == site && s.completed == N)
+    });
     let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 1000 });
-    let row = snap.sites.iter().find(|s| s.site == site).expect("site row");
+    let row = snap
+        .sites
+        .iter()
+        .find(|s| s.site == site)
+        .expect("site row");
     assert_eq!((row.live, row.spawned, row.completed), (0, N, N));
     assert_eq!(row.polls, 2 * N);
     assert!(row.busy_seconds > 0.0);
@@ -105,7 +128,12 @@ fn blocking_tasks_do_not_touch_site_counts() {
 
     let snap = agent.snapshot();
     assert_eq!(snap.agent.untracked_terminations, K);
-    assert_eq!(snap.sites.len(), 1, "only the plain task's site: {:?}", snap.sites);
+    assert_eq!(
+        snap.sites.len(),
+        1,
+        "only the plain task's site: {:?}",
+        snap.sites
+    );
     let row = &snap.sites[0];
     assert_eq!(row.site, site_of("// site: plain"));
     assert_eq!((row.live, row.spawned, row.completed), (0, 1, 1));
@@ -154,12 +182,20 @@ fn sites_beyond_the_cap_share_the_overflow_row() {
     });
     wait_until(|| agent.snapshot().sites.iter().all(|s| s.live == 0));
     let snap = agent.snapshot();
-    let labels: Vec<(&str, u64)> = snap.sites.iter().map(|s| (s.site.as_str(), s.spawned)).collect();
+    let labels: Vec<(&str, u64)> = snap
+        .sites
+        .iter()
+        .map(|s| (s.site.as_str(), s.spawned))
+        .collect();
     let (first, second) = (site_of("// site: first"), site_of("// site: second"));
     // All finished (live 0), so rows sort by label: "(overflow)" first.
     assert_eq!(
         labels,
-        vec![(OVERFLOW_SITE, 2), (first.as_str(), 1), (second.as_str(), 1)]
+        vec![
+            (OVERFLOW_SITE, 2),
+            (first.as_str(), 1),
+            (second.as_str(), 1)
+        ]
     );
     assert_eq!(snap.agent.overflow_spawned, 2);
     assert_eq!(snap.agent.sites_tracked, 2);

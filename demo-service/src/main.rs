@@ -1,1 +1,3 @@
-fn main(){}
+fn main() {
+    taskscope_demo::main()
+}

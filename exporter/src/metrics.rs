@@ -144,16 +144,23 @@ impl Families {
     fn fill(&self, snap: &Snapshot) {
         for row in &snap.sites {
             let l = &[row.site.as_str()];
-            self.tasks_live.with_label_values(l).set(clamp_i64(row.live));
+            self.tasks_live
+                .with_label_values(l)
+                .set(clamp_i64(row.live));
             self.tasks_spawned.with_label_values(l).inc_by(row.spawned);
-            self.tasks_completed.with_label_values(l).inc_by(row.completed);
+            self.tasks_completed
+                .with_label_values(l)
+                .inc_by(row.completed);
             self.task_polls.with_label_values(l).inc_by(row.polls);
-            self.task_busy.with_label_values(l).inc_by(row.busy_seconds.max(0.0));
+            self.task_busy
+                .with_label_values(l)
+                .inc_by(row.busy_seconds.max(0.0));
         }
         if let Some(rt) = &snap.runtime {
             self.workers.set(clamp_i64(rt.workers));
             self.alive_tasks.set(clamp_i64(rt.alive_tasks));
-            self.global_queue_depth.set(clamp_i64(rt.global_queue_depth));
+            self.global_queue_depth
+                .set(clamp_i64(rt.global_queue_depth));
             for (i, busy) in rt.worker_busy_seconds.iter().enumerate() {
                 self.worker_busy
                     .with_label_values(&[i.to_string().as_str()])

@@ -90,9 +90,19 @@ fn metrics_and_snapshot_report_the_waiting_tasks() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(gauge(&body, "taskscope_tasks_live", &site), Some(3.0), "{body}");
-    assert_eq!(gauge(&body, "taskscope_tasks_spawned_total", &site), Some(3.0));
-    assert_eq!(gauge(&body, "taskscope_tasks_completed_total", &site), Some(0.0));
+    assert_eq!(
+        gauge(&body, "taskscope_tasks_live", &site),
+        Some(3.0),
+        "{body}"
+    );
+    assert_eq!(
+        gauge(&body, "taskscope_tasks_spawned_total", &site),
+        Some(3.0)
+    );
+    assert_eq!(
+        gauge(&body, "taskscope_tasks_completed_total", &site),
+        Some(0.0)
+    );
     assert_eq!(gauge(&body, "taskscope_task_polls_total", &site), Some(3.0));
     assert!(body.contains("# TYPE taskscope_tasks_live gauge"));
     assert!(body.contains("# TYPE taskscope_tasks_spawned_total counter"));
@@ -105,7 +115,11 @@ fn metrics_and_snapshot_report_the_waiting_tasks() {
     let row = snap.sites.iter().find(|s| s.site == site).unwrap();
     assert_eq!((row.live, row.spawned), (3, 3));
     assert_eq!(snap.tasks.len(), 3);
-    assert!(snap.tasks.iter().all(|t| t.site == site && t.state == TaskState::Idle));
+    assert!(
+        snap.tasks
+            .iter()
+            .all(|t| t.site == site && t.state == TaskState::Idle)
+    );
     tx.send(true).unwrap();
     drop(rt);
     exporter.shutdown();
@@ -135,7 +149,11 @@ fn answers_while_every_worker_is_blocked() {
     let (status, _, json) = get(exporter.local_addr(), "/debug/taskscope/snapshot?tasks=10");
     assert_eq!(status, 200);
     let snap: Snapshot = serde_json::from_str(&json).unwrap();
-    let running = snap.tasks.iter().filter(|t| t.state == TaskState::Running).count();
+    let running = snap
+        .tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Running)
+        .count();
     assert_eq!(running, 2, "{:?}", snap.tasks);
 
     release_tx.send(()).unwrap();

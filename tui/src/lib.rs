@@ -1,0 +1,256 @@
+//! Terminal UI for taskscope: polls a service's exporter and shows live tasks per spawn
+//! site.
+//!
+//! Laid out like tokio-console: [`state`] holds what is known (pure logic), [`view`] draws
+//! it, [`client`] fetches snapshots, and [`run`] ties them together in one event loop.
+
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod state;
+pub mod view;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use futures::StreamExt as _;
+use ratatui::DefaultTerminal;
+use taskscope::model::Snapshot;
+
+use crate::client::{FETCH_TIMEOUT, FetchError, fetch_snapshot};
+use crate::state::{App, Nav, no_color_from_env};
+
+/// Target used when none is given.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:6060";
+
+/// Default time between fetches.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(1);
+
+/// Shortest time between fetches accepted.
+pub const MIN_REFRESH: Duration = Duration::from_millis(100);
+
+/// What to watch and how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Base URL of the target's exporter, e.g. `http://127.0.0.1:6060` or `127.0.0.1:6060`.
+    pub url: String,
+    /// Time between fetches (at least [`MIN_REFRESH`]).
+    pub refresh: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            url: DEFAULT_URL.to_string(),
+            refresh: DEFAULT_REFRESH,
+        }
+    }
+}
+
+/// Normalises a target URL: adds `http://` when no scheme is given and strips trailing
+/// slashes. Only `http` is supported (this build has no TLS).
+pub fn normalize_url(url: &str) -> anyhow::Result<String> {
+    let url = url.trim();
+    anyhow::ensure!(!url.is_empty(), "the target URL is empty");
+    let url = match url.split_once("://") {
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") => url.to_string(),
+        Some((scheme, _)) => anyhow::bail!(
+            "unsupported scheme {scheme:?} in {url:?}: taskscope talks plain http to the exporter"
+        ),
+        None => format!("http://{url}"),
+    };
+    let url = url.trim_end_matches('/').to_string();
+    anyhow::ensure!(
+        url.len() > "http://".len(),
+        "the target URL has no host: {url:?}"
+    );
+    Ok(url)
+}
+
+/// Runs the TUI until the user quits.
+///
+/// Builds its own current-thread tokio runtime, so call it from a plain thread; if called
+/// from inside a tokio runtime it runs on a helper thread instead. The terminal is restored
+/// on every exit path, errors and panics included.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let url = normalize_url(&config.url)?;
+    let refresh = config.refresh.max(MIN_REFRESH);
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return std::thread::scope(|s| {
+            s.spawn(|| run_blocking(url, refresh))
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the taskscope UI thread panicked")))
+        });
+    }
+    run_blocking(url, refresh)
+}
+
+fn run_blocking(url: String, refresh: Duration) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let client = reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .user_agent(concat!("taskscope/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot build the HTTP client")?;
+
+    let _guard = TerminalGuard;
+    let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
+    let app = App::new(url, Instant::now()).with_no_color(no_color_from_env());
+    rt.block_on(event_loop(&mut terminal, app, client, refresh))
+    // `_guard` restores the terminal here, and also on early return or unwinding.
+}
+
+/// Restores the terminal when dropped.
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+type FetchFuture = Pin<Box<dyn Future<Output = Result<Snapshot, FetchError>>>>;
+
+async fn event_loop(
+    terminal: &mut DefaultTerminal,
+    mut app: App,
+    client: reqwest::Client,
+    refresh: Duration,
+) -> anyhow::Result<()> {
+    let mut events = EventStream::new();
+    let mut ticker = tokio::time::interval(refresh);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // At most one fetch in flight; polled by the select below, so keys are never blocked.
+    let mut in_flight: Option<FetchFuture> = None;
+
+    loop {
+        app.tick(Instant::now());
+        let size = terminal.size().context("cannot read the terminal size")?;
+        app.set_viewport_rows(view::table_body_rows(size.into(), &app));
+        terminal
+            .draw(|frame| view::render(frame, &app))
+            .context("cannot draw")?;
+
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(Event::Key(key))) => {
+                    if handle_key(&mut app, key) == Flow::Quit {
+                        return Ok(());
+                    }
+                }
+                // Resize (and anything else): just redraw.
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e).context("cannot read terminal events"),
+                None => return Ok(()),
+            },
+            _ = ticker.tick() => {
+                if in_flight.is_none() {
+                    let client = client.clone();
+                    let url = app.target.clone();
+                    in_flight = Some(Box::pin(async move { fetch_snapshot(&client, &url).await }));
+                }
+            }
+            result = poll_in_flight(&mut in_flight) => {
+                in_flight = None;
+                app.apply(result, Instant::now());
+            }
+        }
+    }
+}
+
+/// Waits for the fetch in flight, or forever when there is none.
+async fn poll_in_flight(in_flight: &mut Option<FetchFuture>) -> Result<Snapshot, FetchError> {
+    match in_flight.as_mut() {
+        Some(fetch) => fetch.await,
+        None => std::future::pending().await,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Quit,
+}
+
+fn handle_key(app: &mut App, key: KeyEvent) -> Flow {
+    if key.kind == KeyEventKind::Release {
+        return Flow::Continue;
+    }
+    let nav = match key.code {
+        KeyCode::Char('q') | KeyCode::Esc => return Flow::Quit,
+        KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+            return Flow::Quit;
+        }
+        KeyCode::Up | KeyCode::Char('k') => Nav::Up,
+        KeyCode::Down | KeyCode::Char('j') => Nav::Down,
+        KeyCode::PageUp => Nav::PageUp,
+        KeyCode::PageDown => Nav::PageDown,
+        KeyCode::Home | KeyCode::Char('g') => Nav::Home,
+        KeyCode::End | KeyCode::Char('G') => Nav::End,
+        _ => return Flow::Continue,
+    };
+    app.navigate(nav);
+    Flow::Continue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_urls() {
+        assert_eq!(
+            normalize_url("127.0.0.1:6060").unwrap(),
+            "http://127.0.0.1:6060"
+        );
+        assert_eq!(
+            normalize_url("http://127.0.0.1:6060/").unwrap(),
+            "http://127.0.0.1:6060"
+        );
+        assert_eq!(
+            normalize_url(" localhost:1// ").unwrap(),
+            "http://localhost:1"
+        );
+        assert_eq!(normalize_url("HTTP://h").unwrap(), "HTTP://h");
+        assert!(normalize_url("").is_err());
+        assert!(normalize_url("http://").is_err());
+        assert!(normalize_url("https://h").is_err());
+    }
+
+    #[test]
+    fn keys_quit_and_navigate() {
+        let mut app = App::new("http://x", Instant::now());
+        let key = |code| KeyEvent::new(code, KeyModifiers::NONE);
+        assert_eq!(handle_key(&mut app, key(KeyCode::Char('q'))), Flow::Quit);
+        assert_eq!(handle_key(&mut app, key(KeyCode::Esc)), Flow::Quit);
+        assert_eq!(
+            handle_key(
+                &mut app,
+                KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)
+            ),
+            Flow::Quit
+        );
+        assert_eq!(
+            handle_key(&mut app, key(KeyCode::Char('c'))),
+            Flow::Continue
+        );
+        assert_eq!(handle_key(&mut app, key(KeyCode::Down)), Flow::Continue);
+        assert_eq!(app.selected(), 0); // no rows: clamped
+    }
+
+    #[test]
+    fn run_rejects_bad_url_before_touching_the_terminal() {
+        let err = run(Config {
+            url: "ftp://x".into(),
+            ..Config::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("unsupported scheme"), "{err}");
+    }
+}

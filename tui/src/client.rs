@@ -1,0 +1,319 @@
+//! Fetching a [`Snapshot`] from a service's taskscope exporter.
+//!
+//! The target is not trusted: the response is size-capped, decoded without panicking and
+//! its schema version checked. Every failure becomes a [`FetchError`] whose message is fit
+//! to show a user as is.
+
+use std::time::Duration;
+
+use taskscope::model::{SCHEMA_VERSION, Snapshot};
+
+/// Path of the snapshot endpoint, appended to the target's base URL.
+pub const SNAPSHOT_PATH: &str = "/debug/taskscope/snapshot";
+
+/// How long one fetch may take, from connecting until the whole body has arrived.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Largest response body accepted (64 MiB); larger bodies are rejected with
+/// [`FetchError::TooLarge`].
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why a snapshot could not be fetched. The `Display` text is meant for the user.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FetchError {
+    /// Nothing listens at the target's address.
+    #[error("connection refused by {url}")]
+    ConnectionRefused {
+        /// URL that was requested.
+        url: String,
+    },
+    /// The target did not answer in time.
+    #[error("timed out after {seconds:.1}s waiting for {url}")]
+    Timeout {
+        /// URL that was requested.
+        url: String,
+        /// The time limit, in seconds.
+        seconds: f64,
+    },
+    /// Connecting failed for another reason (DNS, unreachable network, ...).
+    #[error("cannot connect to {url}: {detail}")]
+    Connect {
+        /// URL that was requested.
+        url: String,
+        /// Underlying error, flattened to text.
+        detail: String,
+    },
+    /// The target answered with a non-success HTTP status.
+    #[error("HTTP {status} from {url}{}", fmt_detail(detail))]
+    Status {
+        /// The HTTP status code, e.g. 500.
+        status: u16,
+        /// URL that was requested.
+        url: String,
+        /// Start of the response body, if it was short text (may be empty).
+        detail: String,
+    },
+    /// The body was larger than the cap.
+    #[error("response from {url} is too large (over {limit} bytes)")]
+    TooLarge {
+        /// URL that was requested.
+        url: String,
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// The body was not a snapshot in JSON.
+    #[error("bad JSON in snapshot from {url}: {detail}")]
+    BadJson {
+        /// URL that was requested.
+        url: String,
+        /// The decoder's message.
+        detail: String,
+    },
+    /// The target speaks a newer schema than this build understands.
+    #[error("target speaks schema v{found}, this taskscope understands up to v{supported}")]
+    UnsupportedSchema {
+        /// The target's `schema_version`.
+        found: u32,
+        /// [`SCHEMA_VERSION`] of this build.
+        supported: u32,
+    },
+    /// Any other request failure (invalid URL, broken connection, ...).
+    #[error("request to {url} failed: {detail}")]
+    Request {
+        /// URL that was requested.
+        url: String,
+        /// Underlying error, flattened to text.
+        detail: String,
+    },
+}
+
+fn fmt_detail(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
+/// The full snapshot URL for a base URL such as `http://127.0.0.1:6060`.
+pub fn snapshot_url(base_url: &str) -> String {
+    format!("{}{SNAPSHOT_PATH}", base_url.trim_end_matches('/'))
+}
+
+/// Fetches and decodes one snapshot from the exporter at `base_url`
+/// (e.g. `http://127.0.0.1:6060`), with a [`FETCH_TIMEOUT`] limit and a [`MAX_BODY_BYTES`]
+/// cap.
+pub async fn fetch_snapshot(
+    client: &reqwest::Client,
+    base_url: &str,
+) -> Result<Snapshot, FetchError> {
+    fetch_snapshot_with(client, base_url, FETCH_TIMEOUT, MAX_BODY_BYTES).await
+}
+
+/// [`fetch_snapshot`] with an explicit time limit and body cap.
+pub async fn fetch_snapshot_with(
+    client: &reqwest::Client,
+    base_url: &str,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Snapshot, FetchError> {
+    let url = snapshot_url(base_url);
+    let timeout_error = || FetchError::Timeout {
+        url: url.clone(),
+        seconds: timeout.as_secs_f64(),
+    };
+    // reqwest's own timeout covers connect + body; the outer one is a belt for anything
+    // it might not cover (e.g. a stalled DNS resolver).
+    match tokio::time::timeout(timeout, fetch_inner(client, &url, timeout, max_body)).await {
+        Ok(Ok(body)) => decode(&url, &body),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(timeout_error()),
+    }
+}
+
+async fn fetch_inner(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Vec<u8>, FetchError> {
+    let map = |e: reqwest::Error| classify(url, timeout, e);
+    let mut resp = client
+        .get(url)
+        .timeout(timeout)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(map)?;
+
+    let status = resp.status();
+    if !status.is_success() {
+        // A little of the body helps ("target has no taskscope agent"), but not much.
+        let detail = match resp.chunk().await {
+            Ok(Some(bytes)) => short_text(&bytes),
+            _ => String::new(),
+        };
+        return Err(FetchError::Status {
+            status: status.as_u16(),
+            url: url.to_string(),
+            detail,
+        });
+    }
+
+    let too_large = || FetchError::TooLarge {
+        url: url.to_string(),
+        limit: max_body,
+    };
+    if let Some(len) = resp.content_length()
+        && len > max_body as u64
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(map)? {
+        if body.len() + chunk.len() > max_body {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn decode(url: &str, body: &[u8]) -> Result<Snapshot, FetchError> {
+    let snapshot: Snapshot = serde_json::from_slice(body).map_err(|e| FetchError::BadJson {
+        url: url.to_string(),
+        detail: e.to_string(),
+    })?;
+    if snapshot.schema_version > SCHEMA_VERSION {
+        return Err(FetchError::UnsupportedSchema {
+            found: snapshot.schema_version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(snapshot)
+}
+
+/// First line of a body, if it looks like text, cut to 120 characters.
+fn short_text(bytes: &[u8]) -> String {
+    let Ok(text) = std::str::from_utf8(&bytes[..bytes.len().min(512)]) else {
+        return String::new();
+    };
+    let line = text.lines().next().unwrap_or("").trim();
+    let mut out: String = line.chars().filter(|c| !c.is_control()).take(120).collect();
+    if line.chars().count() > 120 {
+        out.push('…');
+    }
+    out
+}
+
+fn classify(url: &str, timeout: Duration, e: reqwest::Error) -> FetchError {
+    let url = url.to_string();
+    if e.is_timeout() {
+        return FetchError::Timeout {
+            url,
+            seconds: timeout.as_secs_f64(),
+        };
+    }
+    if e.is_connect() {
+        if io_kind(&e) == Some(std::io::ErrorKind::ConnectionRefused) {
+            return FetchError::ConnectionRefused { url };
+        }
+        return FetchError::Connect {
+            url,
+            detail: flatten(&e),
+        };
+    }
+    FetchError::Request {
+        url,
+        detail: flatten(&e),
+    }
+}
+
+/// The kind of the innermost `io::Error` in an error's source chain.
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut kind = None;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            kind = Some(io.kind());
+        }
+        cur = err.source();
+    }
+    kind
+}
+
+/// An error and its sources on one line, without repeating the URL reqwest includes.
+fn flatten(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    if parts.is_empty() {
+        without_url_string(e)
+    } else {
+        parts.join(": ")
+    }
+}
+
+/// reqwest's message without the " (url)" suffix it appends.
+fn without_url_string(e: &reqwest::Error) -> String {
+    let s = e.to_string();
+    match e.url() {
+        Some(url) => s.replace(&format!(" ({url})"), ""),
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_rejects_newer_schema() {
+        let err = decode("u", br#"{"schema_version":999}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "target speaks schema v999, this taskscope understands up to v{SCHEMA_VERSION}"
+            )
+        );
+    }
+
+    #[test]
+    fn decode_accepts_missing_fields_and_rejects_garbage() {
+        let snap = decode(
+            "u",
+            br#"{"schema_version":1,"sites":[{"site":"a","live":3}]}"#,
+        )
+        .expect("valid");
+        assert_eq!(snap.sites[0].live, 3);
+        assert!(matches!(
+            decode("u", b"<html>").unwrap_err(),
+            FetchError::BadJson { .. }
+        ));
+        assert!(matches!(
+            decode("u", b"").unwrap_err(),
+            FetchError::BadJson { .. }
+        ));
+    }
+
+    #[test]
+    fn snapshot_url_joins() {
+        assert_eq!(
+            snapshot_url("http://h:1/"),
+            "http://h:1/debug/taskscope/snapshot"
+        );
+    }
+
+    #[test]
+    fn short_text_is_bounded() {
+        assert_eq!(short_text(b"oops\nmore"), "oops");
+        assert_eq!(short_text(&[0xff, 0xfe]), "");
+        assert_eq!(short_text(&[b'x'; 300]).chars().count(), 121);
+    }
+}

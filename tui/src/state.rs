@@ -1,0 +1,534 @@
+//! What the UI knows, apart from how it is drawn: connection status, the last good
+//! snapshot, short histories of live counts, and the selection. Pure logic: time comes in
+//! as arguments, nothing here does I/O.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use taskscope::model::{SiteRow, Snapshot};
+
+use crate::client::FetchError;
+
+/// Samples kept per history ring (one per successful poll: 60 s at the default refresh).
+pub const HISTORY_LEN: usize = 60;
+
+/// Most spawn sites whose history is kept; the least recently seen are dropped beyond it.
+pub const MAX_TRACKED_SITES: usize = 2048;
+
+/// Whether the target is answering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionStatus {
+    /// No fetch has finished yet.
+    Connecting,
+    /// The last fetch succeeded.
+    Connected,
+    /// Fetches have been failing since `since`; `error` is the latest failure.
+    Disconnected {
+        /// When the current run of failures started.
+        since: Instant,
+        /// The latest failure, ready to show.
+        error: String,
+    },
+}
+
+/// A bounded ring of samples, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    samples: VecDeque<u64>,
+}
+
+impl History {
+    /// Appends a sample, dropping the oldest beyond [`HISTORY_LEN`].
+    pub fn push(&mut self, value: u64) {
+        if self.samples.len() == HISTORY_LEN {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(value);
+    }
+
+    /// The samples, oldest first.
+    pub fn samples(&self) -> impl DoubleEndedIterator<Item = u64> + ExactSizeIterator + '_ {
+        self.samples.iter().copied()
+    }
+
+    /// Number of samples held (at most [`HISTORY_LEN`]).
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// True when no sample was taken yet.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SiteHistory {
+    history: History,
+    /// Poll sequence number at which the site was last present in a snapshot.
+    last_seen: u64,
+}
+
+/// A selection move, from a key press.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    /// One row up.
+    Up,
+    /// One row down.
+    Down,
+    /// One page up.
+    PageUp,
+    /// One page down.
+    PageDown,
+    /// First row.
+    Home,
+    /// Last row.
+    End,
+}
+
+/// The TUI's state.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Base URL of the target's exporter, e.g. `http://127.0.0.1:6060`.
+    pub target: String,
+    /// Whether the target answers.
+    pub status: ConnectionStatus,
+    /// Draw without colours (the `NO_COLOR` convention).
+    pub no_color: bool,
+    snapshot: Option<Snapshot>,
+    received_at: Option<Instant>,
+    now: Instant,
+    /// Site rows of the last snapshot, sorted by live count descending.
+    rows: Vec<SiteRow>,
+    site_history: HashMap<String, SiteHistory>,
+    total_history: History,
+    /// Successful polls so far.
+    polls: u64,
+    selected: usize,
+    offset: usize,
+    viewport_rows: usize,
+}
+
+impl App {
+    /// A fresh state for `target`, connecting, at time `now`.
+    pub fn new(target: impl Into<String>, now: Instant) -> Self {
+        App {
+            target: target.into(),
+            status: ConnectionStatus::Connecting,
+            no_color: false,
+            snapshot: None,
+            received_at: None,
+            now,
+            rows: Vec::new(),
+            site_history: HashMap::new(),
+            total_history: History::default(),
+            polls: 0,
+            selected: 0,
+            offset: 0,
+            viewport_rows: 10,
+        }
+    }
+
+    /// Sets whether colours are disabled; see [`no_color_from_env`].
+    pub fn with_no_color(mut self, no_color: bool) -> Self {
+        self.no_color = no_color;
+        self
+    }
+
+    /// Records the outcome of one fetch, finished at `now`.
+    ///
+    /// On success the snapshot replaces the previous one and every history gets a sample;
+    /// on failure the last good snapshot is kept and the status becomes disconnected.
+    pub fn apply(&mut self, result: Result<Snapshot, FetchError>, now: Instant) {
+        self.tick(now);
+        match result {
+            Ok(snapshot) => {
+                self.status = ConnectionStatus::Connected;
+                self.received_at = Some(now);
+                self.record(snapshot);
+            }
+            Err(e) => {
+                let since = match &self.status {
+                    ConnectionStatus::Disconnected { since, .. } => *since,
+                    _ => now,
+                };
+                self.status = ConnectionStatus::Disconnected {
+                    since,
+                    error: e.to_string(),
+                };
+            }
+        }
+    }
+
+    /// Moves the clock used for "N seconds ago" forward (never backwards).
+    pub fn tick(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    /// The current time, as last given to [`App::tick`] or [`App::apply`].
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The last good snapshot, kept while the target is unreachable.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+
+    /// When the last good snapshot arrived.
+    pub fn received_at(&self) -> Option<Instant> {
+        self.received_at
+    }
+
+    /// Age of the last good snapshot.
+    pub fn data_age(&self) -> Option<Duration> {
+        self.received_at
+            .map(|at| self.now.saturating_duration_since(at))
+    }
+
+    /// Site rows of the last good snapshot, by live count descending.
+    pub fn rows(&self) -> &[SiteRow] {
+        &self.rows
+    }
+
+    /// Sum of live tasks over all sites of the last good snapshot.
+    pub fn live_total(&self) -> u64 {
+        self.rows
+            .iter()
+            .fold(0u64, |acc, r| acc.saturating_add(r.live))
+    }
+
+    /// Live-count history of one site, oldest first.
+    pub fn site_history(&self, site: &str) -> Option<&History> {
+        self.site_history.get(site).map(|h| &h.history)
+    }
+
+    /// Number of sites whose history is kept (at most [`MAX_TRACKED_SITES`]).
+    pub fn tracked_sites(&self) -> usize {
+        self.site_history.len()
+    }
+
+    /// History of the total live count, oldest first.
+    pub fn total_history(&self) -> &History {
+        &self.total_history
+    }
+
+    /// Index of the selected row in [`App::rows`].
+    pub fn selected(&self) -> usize {
+        self.selected
+    }
+
+    /// Index of the first row shown.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Tells the state how many table rows fit on screen, for paging and scrolling.
+    pub fn set_viewport_rows(&mut self, rows: usize) {
+        self.viewport_rows = rows.max(1);
+        self.clamp();
+    }
+
+    /// Moves the selection, clamped to the rows.
+    pub fn navigate(&mut self, nav: Nav) {
+        let page = self.viewport_rows.max(1);
+        let last = self.rows.len().saturating_sub(1);
+        self.selected = match nav {
+            Nav::Up => self.selected.saturating_sub(1),
+            Nav::Down => self.selected.saturating_add(1),
+            Nav::PageUp => self.selected.saturating_sub(page),
+            Nav::PageDown => self.selected.saturating_add(page),
+            Nav::Home => 0,
+            Nav::End => last,
+        };
+        self.clamp();
+    }
+
+    fn clamp(&mut self) {
+        let n = self.rows.len();
+        self.selected = self.selected.min(n.saturating_sub(1));
+        let page = self.viewport_rows.max(1);
+        if self.selected < self.offset {
+            self.offset = self.selected;
+        } else if self.selected >= self.offset + page {
+            self.offset = self.selected + 1 - page;
+        }
+        // Don't leave empty space below the last row when the list shrinks.
+        self.offset = self.offset.min(n.saturating_sub(page));
+    }
+
+    fn record(&mut self, snapshot: Snapshot) {
+        self.polls += 1;
+        let seq = self.polls;
+
+        let selected_site = self.rows.get(self.selected).map(|r| r.site.clone());
+        let mut rows = snapshot.sites.clone();
+        rows.sort_by(|a, b| {
+            b.live
+                .cmp(&a.live)
+                .then(b.spawned.cmp(&a.spawned))
+                .then_with(|| a.site.cmp(&b.site))
+        });
+
+        // Histories: every tracked site gets a sample (0 when absent) so that rings stay
+        // aligned in time; new sites are tracked while there is room, busiest first.
+        let mut present: HashMap<&str, (usize, u64)> = HashMap::with_capacity(rows.len());
+        for (rank, row) in rows.iter().enumerate() {
+            // Duplicated labels (should not happen) add up.
+            let e = present.entry(row.site.as_str()).or_insert((rank, 0));
+            e.1 = e.1.saturating_add(row.live);
+        }
+        for (site, h) in self.site_history.iter_mut() {
+            match present.get(site.as_str()) {
+                Some(&(_, live)) => {
+                    h.history.push(live);
+                    h.last_seen = seq;
+                }
+                None => h.history.push(0),
+            }
+        }
+        for (site, &(rank, live)) in &present {
+            if rank >= MAX_TRACKED_SITES || self.site_history.contains_key(*site) {
+                continue;
+            }
+            let mut history = History::default();
+            history.push(live);
+            self.site_history.insert(
+                site.to_string(),
+                SiteHistory {
+                    history,
+                    last_seen: seq,
+                },
+            );
+        }
+        if self.site_history.len() > MAX_TRACKED_SITES {
+            // Least recently seen first; among sites seen now, the least busy first.
+            let mut order: Vec<(u64, std::cmp::Reverse<usize>, String)> = self
+                .site_history
+                .iter()
+                .map(|(site, h)| {
+                    let rank = present.get(site.as_str()).map_or(usize::MAX, |p| p.0);
+                    (h.last_seen, std::cmp::Reverse(rank), site.clone())
+                })
+                .collect();
+            order.sort();
+            let excess = self.site_history.len() - MAX_TRACKED_SITES;
+            for (_, _, site) in order.into_iter().take(excess) {
+                self.site_history.remove(&site);
+            }
+        }
+
+        self.total_history
+            .push(rows.iter().fold(0u64, |acc, r| acc.saturating_add(r.live)));
+
+        self.rows = rows;
+        self.snapshot = Some(snapshot);
+        // Keep the same site selected when the order changes.
+        if let Some(site) = selected_site
+            && let Some(i) = self.rows.iter().position(|r| r.site == site)
+        {
+            self.selected = i;
+        }
+        self.clamp();
+    }
+}
+
+/// True when the `NO_COLOR` environment variable is set and non-empty.
+pub fn no_color_from_env() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskscope::model::SCHEMA_VERSION;
+
+    fn site(name: &str, live: u64) -> SiteRow {
+        SiteRow {
+            site: name.to_string(),
+            live,
+            spawned: live,
+            ..SiteRow::default()
+        }
+    }
+
+    fn snap(sites: Vec<SiteRow>) -> Snapshot {
+        Snapshot {
+            schema_version: SCHEMA_VERSION,
+            sites,
+            ..Snapshot::default()
+        }
+    }
+
+    fn refused() -> FetchError {
+        FetchError::ConnectionRefused {
+            url: "http://127.0.0.1:1/debug/taskscope/snapshot".into(),
+        }
+    }
+
+    #[test]
+    fn error_keeps_last_snapshot_and_marks_disconnected() {
+        let t0 = Instant::now();
+        let mut app = App::new("http://x", t0);
+        assert_eq!(app.status, ConnectionStatus::Connecting);
+        app.apply(Ok(snap(vec![site("a", 2), site("b", 5)])), t0);
+        assert_eq!(app.status, ConnectionStatus::Connected);
+        assert_eq!(app.rows()[0].site, "b");
+        assert_eq!(app.live_total(), 7);
+
+        let t1 = t0 + Duration::from_secs(3);
+        app.apply(Err(refused()), t1);
+        match &app.status {
+            ConnectionStatus::Disconnected { since, error } => {
+                assert_eq!(*since, t1);
+                assert!(error.contains("connection refused"), "{error}");
+            }
+            other => panic!("expected disconnected, got {other:?}"),
+        }
+        assert_eq!(app.snapshot().map(|s| s.sites.len()), Some(2));
+        assert_eq!(app.rows().len(), 2);
+        assert_eq!(app.data_age(), Some(Duration::from_secs(3)));
+
+        // A second failure keeps the start of the outage.
+        let t2 = t1 + Duration::from_secs(1);
+        app.apply(
+            Err(FetchError::Timeout {
+                url: "u".into(),
+                seconds: 2.0,
+            }),
+            t2,
+        );
+        match &app.status {
+            ConnectionStatus::Disconnected { since, error } => {
+                assert_eq!(*since, t1);
+                assert!(error.contains("timed out"), "{error}");
+            }
+            other => panic!("expected disconnected, got {other:?}"),
+        }
+        // Failures don't add history samples.
+        assert_eq!(app.site_history("a").map(History::len), Some(1));
+        assert_eq!(app.total_history().len(), 1);
+    }
+
+    #[test]
+    fn recovers_to_connected() {
+        let t0 = Instant::now();
+        let mut app = App::new("http://x", t0);
+        app.apply(Err(refused()), t0);
+        assert!(matches!(app.status, ConnectionStatus::Disconnected { .. }));
+        assert!(app.snapshot().is_none());
+        let t1 = t0 + Duration::from_secs(1);
+        app.apply(Ok(snap(vec![site("a", 1)])), t1);
+        assert_eq!(app.status, ConnectionStatus::Connected);
+        assert_eq!(app.received_at(), Some(t1));
+        assert_eq!(app.data_age(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let t0 = Instant::now();
+        let mut app = App::new("http://x", t0);
+        for i in 0..200u64 {
+            app.apply(Ok(snap(vec![site("a", i)])), t0 + Duration::from_millis(i));
+        }
+        let h = app.site_history("a").expect("tracked");
+        assert_eq!(h.len(), HISTORY_LEN);
+        assert_eq!(h.samples().next(), Some(200 - HISTORY_LEN as u64));
+        assert_eq!(h.samples().last(), Some(199));
+        assert_eq!(app.total_history().len(), HISTORY_LEN);
+    }
+
+    #[test]
+    fn absent_sites_get_zero_samples() {
+        let t0 = Instant::now();
+        let mut app = App::new("http://x", t0);
+        app.apply(Ok(snap(vec![site("a", 3), site("b", 1)])), t0);
+        app.apply(Ok(snap(vec![site("a", 4)])), t0);
+        let b: Vec<u64> = app.site_history("b").unwrap().samples().collect();
+        assert_eq!(b, vec![1, 0]);
+    }
+
+    #[test]
+    fn tracked_sites_are_bounded_least_recently_seen_dropped() {
+        let t0 = Instant::now();
+        let mut app = App::new("http://x", t0);
+        let first: Vec<SiteRow> = (0..MAX_TRACKED_SITES)
+            .map(|i| site(&format!("old{i}"), 1))
+            .collect();
+        app.apply(Ok(snap(first)), t0);
+        assert_eq!(app.tracked_sites(), MAX_TRACKED_SITES);
+
+        // old0 stays visible; 10 new sites push out 10 of the others.
+        let mut second = vec![site("old0", 1)];
+        second.extend((0..10).map(|i| site(&format!("new{i}"), 5)));
+        app.apply(Ok(snap(second)), t0);
+        assert_eq!(app.tracked_sites(), MAX_TRACKED_SITES);
+        assert!(app.site_history("old0").is_some());
+        for i in 0..10 {
+            assert!(app.site_history(&format!("new{i}")).is_some());
+        }
+
+        // A single snapshot larger than the cap tracks only the busiest sites.
+        let huge: Vec<SiteRow> = (0..MAX_TRACKED_SITES as u64 + 100)
+            .map(|i| site(&format!("h{i}"), i))
+            .collect();
+        app.apply(Ok(snap(huge)), t0);
+        assert_eq!(app.tracked_sites(), MAX_TRACKED_SITES);
+        assert!(
+            app.site_history(&format!("h{}", MAX_TRACKED_SITES + 99))
+                .is_some()
+        );
+        assert!(app.site_history("h0").is_none());
+    }
+
+    #[test]
+    fn navigation_is_clamped_and_scrolls() {
+        let t0 = Instant::now();
+        let mut app = App::new("http://x", t0);
+        // No rows: nothing moves, nothing panics.
+        for nav in [Nav::Up, Nav::Down, Nav::PageDown, Nav::End, Nav::Home] {
+            app.navigate(nav);
+            assert_eq!(app.selected(), 0);
+        }
+        let rows: Vec<SiteRow> = (0..30u64)
+            .map(|i| site(&format!("s{i:02}"), 100 - i))
+            .collect();
+        app.apply(Ok(snap(rows)), t0);
+        app.set_viewport_rows(10);
+
+        app.navigate(Nav::Up);
+        assert_eq!(app.selected(), 0);
+        app.navigate(Nav::Down);
+        assert_eq!(app.selected(), 1);
+        app.navigate(Nav::PageDown);
+        assert_eq!(app.selected(), 11);
+        assert_eq!(app.offset(), 2);
+        app.navigate(Nav::End);
+        assert_eq!(app.selected(), 29);
+        assert_eq!(app.offset(), 20);
+        app.navigate(Nav::Down);
+        assert_eq!(app.selected(), 29);
+        app.navigate(Nav::PageDown);
+        assert_eq!(app.selected(), 29);
+        app.navigate(Nav::PageUp);
+        assert_eq!(app.selected(), 19);
+        assert_eq!(app.offset(), 19);
+        app.navigate(Nav::Home);
+        assert_eq!((app.selected(), app.offset()), (0, 0));
+
+        // Selection follows its site when the order changes, and is clamped when rows go.
+        app.navigate(Nav::Down); // s01
+        let mut reordered: Vec<SiteRow> = (0..30u64)
+            .map(|i| site(&format!("s{i:02}"), 100 - i))
+            .collect();
+        reordered[1].live = 1000;
+        app.apply(Ok(snap(reordered)), t0);
+        assert_eq!(app.rows()[app.selected()].site, "s01");
+        app.navigate(Nav::End);
+        app.apply(Ok(snap(vec![site("s00", 1), site("z", 0)])), t0);
+        assert_eq!(app.selected(), 1);
+        assert_eq!(app.offset(), 0);
+    }
+}

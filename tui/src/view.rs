@@ -1,0 +1,370 @@
+//! Drawing an [`App`] into a ratatui frame. Nothing here changes state.
+
+use std::time::Duration;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
+
+use crate::state::{App, ConnectionStatus, HISTORY_LEN};
+
+/// Block characters used by the text sparklines, lowest to highest.
+pub const SPARK_CHARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// Widest sparkline column, in characters.
+pub const SPARK_WIDTH: usize = 20;
+
+/// The keys line at the bottom of the screen.
+pub const FOOTER: &str = "q quit  ↑/↓ select  PgUp/PgDn page  Home/End first/last";
+
+// Fixed column widths: Live, Spawned, Completed, Busy (s); then one space between columns.
+const NUM_WIDTHS: [u16; 4] = [6, 8, 9, 8];
+const COLUMN_GAPS: u16 = 5;
+const MIN_SITE_WIDTH: u16 = 32;
+
+/// Draws the whole screen: header, spawn-site table, footer.
+pub fn render(frame: &mut Frame, app: &App) {
+    let [header, table, footer] = layout(frame.area(), app);
+    render_header(frame, header, app);
+    render_table(frame, table, app);
+    let theme = Theme::new(app.no_color);
+    frame.render_widget(
+        Paragraph::new(Line::from(Span::styled(FOOTER, theme.dim()))),
+        footer,
+    );
+}
+
+/// How many site rows fit in the table when the screen is `area` (for paging).
+pub fn table_body_rows(area: Rect, app: &App) -> usize {
+    let [_, table, _] = layout(area, app);
+    // Top and bottom border, and the column-title row.
+    usize::from(table.height.saturating_sub(3))
+}
+
+fn layout(area: Rect, app: &App) -> [Rect; 3] {
+    let header_height = header_lines(app).len() as u16 + 2;
+    Layout::vertical([
+        Constraint::Length(header_height),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(area)
+}
+
+#[derive(Clone, Copy)]
+struct Theme {
+    no_color: bool,
+}
+
+impl Theme {
+    fn new(no_color: bool) -> Self {
+        Theme { no_color }
+    }
+
+    fn fg(self, color: Color) -> Style {
+        if self.no_color {
+            Style::default()
+        } else {
+            Style::default().fg(color)
+        }
+    }
+
+    fn dim(self) -> Style {
+        self.fg(Color::DarkGray)
+    }
+
+    fn label(self) -> Style {
+        self.fg(Color::Cyan)
+    }
+}
+
+fn header_lines(app: &App) -> Vec<Line<'static>> {
+    let theme = Theme::new(app.no_color);
+    let bold = Modifier::BOLD;
+    let label = |s: &'static str| Span::styled(s, theme.label());
+    let mut lines = Vec::with_capacity(4);
+
+    // Status first: it matters most, and a long URL then only cuts itself off.
+    let mut first = vec![label("Status: ")];
+    let mut error_line = None;
+    match &app.status {
+        ConnectionStatus::Connecting => {
+            first.push(Span::styled(
+                "CONNECTING",
+                theme.fg(Color::Yellow).add_modifier(bold),
+            ));
+        }
+        ConnectionStatus::Connected => {
+            first.push(Span::styled(
+                "CONNECTED",
+                theme.fg(Color::Green).add_modifier(bold),
+            ));
+        }
+        ConnectionStatus::Disconnected { since, error } => {
+            first.push(Span::styled(
+                "DISCONNECTED",
+                theme.fg(Color::Red).add_modifier(bold),
+            ));
+            match app.data_age() {
+                Some(age) => first.push(Span::styled(
+                    format!(" — showing data from {}s ago", age.as_secs()),
+                    theme.fg(Color::Yellow),
+                )),
+                None => first.push(Span::raw(" — no data yet")),
+            }
+            let down_for = app.now().saturating_duration_since(*since);
+            error_line = Some(Line::from(vec![
+                label("Error"),
+                Span::raw(format!(" (for {}s): ", down_for.as_secs())),
+                Span::styled(clean(error), theme.fg(Color::Red)),
+            ]));
+        }
+    }
+    first.extend([
+        Span::raw("   "),
+        label("Target: "),
+        Span::raw(clean(&app.target)),
+    ]);
+    lines.push(Line::from(first));
+    lines.extend(error_line);
+
+    let snap = app.snapshot();
+    let dash = || "-".to_string();
+    let process = snap.map_or_else(dash, |s| {
+        format!("{} (pid {})", clean(&s.process.name), s.process.pid)
+    });
+    let uptime = snap.map_or_else(dash, |s| fmt_uptime(s.uptime_seconds));
+    let runtime = snap.and_then(|s| s.runtime.as_ref());
+    let workers = runtime.map_or_else(dash, |r| r.workers.to_string());
+    lines.push(Line::from(vec![
+        label("Process: "),
+        Span::raw(process),
+        Span::raw("   "),
+        label("Uptime: "),
+        Span::raw(uptime),
+        Span::raw("   "),
+        label("Workers: "),
+        Span::raw(workers),
+    ]));
+
+    let live = snap.map_or_else(dash, |_| app.live_total().to_string());
+    let alive = runtime.map_or_else(dash, |r| r.alive_tasks.to_string());
+    let queue = runtime.map_or_else(dash, |r| r.global_queue_depth.to_string());
+    let total: Vec<u64> = app.total_history().samples().collect();
+    lines.push(Line::from(vec![
+        label("Live tasks: "),
+        Span::styled(live, Style::default().add_modifier(bold)),
+        Span::raw("   "),
+        label("Runtime alive: "),
+        Span::raw(alive),
+        Span::raw("   "),
+        label("Global queue: "),
+        Span::raw(queue),
+        Span::raw("   "),
+        Span::styled(
+            sparkline(&total, SPARK_WIDTH).trim_start().to_string(),
+            theme.fg(Color::Green),
+        ),
+    ]));
+    lines
+}
+
+fn render_header(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = Theme::new(app.no_color);
+    let block = Block::default().borders(Borders::ALL).title(Span::styled(
+        " taskscope ",
+        theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
+    ));
+    frame.render_widget(Paragraph::new(header_lines(app)).block(block), area);
+}
+
+fn render_table(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = Theme::new(app.no_color);
+    let rows = app.rows();
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(" Spawn sites ({}) ", rows.len()));
+
+    if rows.is_empty() {
+        let msg = if app.snapshot().is_some() {
+            "no spawn sites yet"
+        } else {
+            "waiting for the first snapshot…"
+        };
+        frame.render_widget(
+            Paragraph::new(Span::styled(msg, theme.dim())).block(block),
+            area,
+        );
+        return;
+    }
+
+    let inner_width = area.width.saturating_sub(2);
+    let fixed: u16 = NUM_WIDTHS.iter().sum::<u16>() + COLUMN_GAPS;
+    let spark_width = inner_width
+        .saturating_sub(fixed + MIN_SITE_WIDTH)
+        .min(SPARK_WIDTH as u16);
+    let site_width = inner_width.saturating_sub(fixed + spark_width);
+
+    let right = |s: String| Cell::from(Line::from(s).right_aligned());
+    let header = Row::new([
+        Cell::from("Site"),
+        right("Live".into()),
+        right("Spawned".into()),
+        right("Completed".into()),
+        right("Busy (s)".into()),
+        Cell::from("Live (60s)"),
+    ])
+    .style(theme.fg(Color::Yellow).add_modifier(Modifier::BOLD));
+
+    let body = rows.iter().map(|r| {
+        let history: Vec<u64> = app
+            .site_history(&r.site)
+            .map(|h| h.samples().collect())
+            .unwrap_or_default();
+        let live_style = if r.live > 0 {
+            Style::default().add_modifier(Modifier::BOLD)
+        } else {
+            theme.dim()
+        };
+        Row::new([
+            Cell::from(truncate_left(&clean(&r.site), usize::from(site_width))),
+            Cell::from(Line::from(r.live.to_string()).right_aligned()).style(live_style),
+            right(r.spawned.to_string()),
+            right(r.completed.to_string()),
+            right(fmt_busy(r.busy_seconds)),
+            Cell::from(sparkline(&history, usize::from(spark_width))).style(theme.fg(Color::Green)),
+        ])
+    });
+
+    let widths = [
+        Constraint::Length(site_width),
+        Constraint::Length(NUM_WIDTHS[0]),
+        Constraint::Length(NUM_WIDTHS[1]),
+        Constraint::Length(NUM_WIDTHS[2]),
+        Constraint::Length(NUM_WIDTHS[3]),
+        Constraint::Length(spark_width),
+    ];
+    let table = Table::new(body, widths)
+        .header(header)
+        .block(block)
+        .column_spacing(1)
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    let mut state = TableState::default()
+        .with_offset(app.offset())
+        .with_selected(Some(app.selected()));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// A text sparkline of `samples` (oldest first), `width` characters wide, newest at the
+/// right. Scaled to the largest sample shown; columns with no samples yet are blank. When
+/// there are more samples than columns, each column shows the maximum of a bucket.
+pub fn sparkline(samples: &[u64], width: usize) -> String {
+    if width == 0 {
+        return String::new();
+    }
+    // Bucket size from the ring's capacity, so the time scale does not change as it fills.
+    let bucket = HISTORY_LEN.div_ceil(width).max(1);
+    let mut columns: Vec<u64> = samples
+        .rchunks(bucket)
+        .take(width)
+        .map(|c| c.iter().copied().max().unwrap_or(0))
+        .collect();
+    columns.reverse();
+    let max = columns.iter().copied().max().unwrap_or(0);
+    let mut out = " ".repeat(width - columns.len());
+    for v in columns {
+        let level = if max == 0 {
+            0
+        } else {
+            // Round to nearest of the 8 levels; u128 so that huge counts cannot overflow.
+            ((u128::from(v) * 7 + u128::from(max) / 2) / u128::from(max)) as usize
+        };
+        out.push(SPARK_CHARS[level.min(7)]);
+    }
+    out
+}
+
+/// Seconds of uptime as `1d 02h`, `3h 04m 05s`, `4m 05s` or `5s`.
+fn fmt_uptime(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "-".into();
+    }
+    let d = Duration::from_secs_f64(secs.min(1e12));
+    let s = d.as_secs();
+    let (days, h, m, sec) = (s / 86_400, (s / 3600) % 24, (s / 60) % 60, s % 60);
+    if days > 0 {
+        format!("{days}d {h:02}h")
+    } else if h > 0 {
+        format!("{h}h {m:02}m {sec:02}s")
+    } else if m > 0 {
+        format!("{m}m {sec:02}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+fn fmt_busy(secs: f64) -> String {
+    if secs.is_finite() {
+        format!("{secs:.2}")
+    } else {
+        "-".into()
+    }
+}
+
+/// Replaces control characters (the target is not trusted) with U+FFFD.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
+/// Keeps the end of `s` (the file name and line) when it is wider than `width`.
+fn truncate_left(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return s.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out = String::from("…");
+    out.extend(s.chars().skip(n - (width - 1)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_scales_and_pads() {
+        assert_eq!(sparkline(&[], 5), "     ");
+        // One column per sample when the column is as wide as the ring.
+        assert_eq!(sparkline(&[0, 0], HISTORY_LEN).trim_start(), "▁▁");
+        assert_eq!(sparkline(&[0, 7, 3], HISTORY_LEN).trim_start(), "▁█▄");
+        // Narrow: a column covers HISTORY_LEN / width samples, so the scale is stable.
+        assert_eq!(sparkline(&[0, 7], 4), "   █");
+        assert_eq!(sparkline(&[1, 2, 3], 0), "");
+        assert_eq!(sparkline(&[u64::MAX, 0], HISTORY_LEN).trim_start(), "█▁");
+        // 60 samples into 20 columns: max of each group of 3, newest at the right.
+        let samples: Vec<u64> = (0..60).map(|i| if i == 59 { 9 } else { 0 }).collect();
+        let s = sparkline(&samples, 20);
+        assert_eq!(s.chars().count(), 20);
+        assert!(s.ends_with('█'));
+        assert!(s.starts_with('▁'));
+    }
+
+    #[test]
+    fn formatting_helpers() {
+        assert_eq!(fmt_uptime(5.4), "5s");
+        assert_eq!(fmt_uptime(3725.0), "1h 02m 05s");
+        assert_eq!(fmt_uptime(f64::NAN), "-");
+        assert_eq!(fmt_uptime(-1.0), "-");
+        assert_eq!(fmt_busy(1.234), "1.23");
+        assert_eq!(truncate_left("abcdef", 4), "…def");
+        assert_eq!(truncate_left("abc", 4), "abc");
+        assert_eq!(clean("a\x1b[2Jb"), "a\u{fffd}[2Jb");
+    }
+}

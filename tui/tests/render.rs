@@ -1,0 +1,248 @@
+//! Rendering an `App` into a `TestBackend` and reading the screen back as text.
+
+use std::time::{Duration, Instant};
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use taskscope::model::{ProcessInfo, RuntimeInfo, SCHEMA_VERSION, SiteRow, Snapshot};
+use taskscope_tui::client::FetchError;
+use taskscope_tui::state::App;
+use taskscope_tui::view;
+
+fn fixture() -> Snapshot {
+    Snapshot {
+        schema_version: SCHEMA_VERSION,
+        uptime_seconds: 3725.0,
+        process: ProcessInfo {
+            pid: 4242,
+            name: "demo-service".into(),
+        },
+        runtime: Some(RuntimeInfo {
+            workers: 4,
+            alive_tasks: 11,
+            global_queue_depth: 3,
+            worker_busy_seconds: vec![1.0, 2.0, 3.0, 4.0],
+        }),
+        // Deliberately not in live order: the view sorts.
+        sites: vec![
+            SiteRow {
+                site: "axum-0.8.9/src/serve/mod.rs:389:5".into(),
+                live: 2,
+                spawned: 40,
+                completed: 38,
+                polls: 500,
+                busy_seconds: 0.5,
+            },
+            SiteRow {
+                site: "demo-service/src/main.rs:77:9".into(),
+                live: 0,
+                spawned: 3,
+                completed: 3,
+                polls: 9,
+                busy_seconds: 0.0,
+            },
+            SiteRow {
+                site: "demo-service/src/faults/leak.rs:42:5".into(),
+                live: 7,
+                spawned: 7,
+                completed: 0,
+                polls: 14,
+                busy_seconds: 1.234,
+            },
+        ],
+        ..Snapshot::default()
+    }
+}
+
+fn screen(app: &App, width: u16, height: u16) -> Vec<String> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| view::render(f, app)).unwrap();
+    let buf = terminal.backend().buffer().clone();
+    (0..buf.area.height)
+        .map(|y| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect()
+}
+
+/// The screen lines holding each site, in screen order, split into words.
+fn site_rows(lines: &[String]) -> Vec<Vec<String>> {
+    lines
+        .iter()
+        .filter(|l| l.contains(".rs:"))
+        .map(|l| {
+            l.trim_matches(|c: char| c == '│' || c.is_whitespace())
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        })
+        .collect()
+}
+
+fn words(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn connected_app(t0: Instant) -> App {
+    let mut app = App::new("http://127.0.0.1:6060", t0).with_no_color(true);
+    let mut earlier = fixture();
+    for s in &mut earlier.sites {
+        s.live = s.live.saturating_sub(1);
+    }
+    // Six polls, 3 s of history per sparkline column at width 20: two columns.
+    for i in 0..6 {
+        let snap = if i < 3 { earlier.clone() } else { fixture() };
+        app.apply(Ok(snap), t0 + Duration::from_secs(i));
+    }
+    app
+}
+
+fn assert_rows(lines: &[String]) {
+    let rows = site_rows(lines);
+    assert_eq!(rows.len(), 3, "{lines:#?}");
+    // Site, Live, Spawned, Completed, Busy, then the sparkline.
+    assert_eq!(
+        rows[0][..5],
+        words(&[
+            "demo-service/src/faults/leak.rs:42:5",
+            "7",
+            "7",
+            "0",
+            "1.23"
+        ]),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        rows[1][..5],
+        words(&["axum-0.8.9/src/serve/mod.rs:389:5", "2", "40", "38", "0.50"]),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        rows[2][..5],
+        words(&["demo-service/src/main.rs:77:9", "0", "3", "3", "0.00"]),
+        "{lines:#?}"
+    );
+    // Two columns each: leak went 6 -> 7, axum 1 -> 2, the idle site stayed at 0.
+    assert_eq!(rows[0][5], "▇█", "{lines:#?}");
+    assert_eq!(rows[1][5], "▅█", "{lines:#?}");
+    assert_eq!(rows[2][5], "▁▁", "{lines:#?}");
+}
+
+#[test]
+fn renders_connected_snapshot() {
+    let t0 = Instant::now();
+    let app = connected_app(t0);
+    let lines = screen(&app, 100, 20);
+    let text = lines.join("\n");
+
+    assert!(text.contains("Target: http://127.0.0.1:6060"), "{text}");
+    assert!(text.contains("Status: CONNECTED"), "{text}");
+    assert!(!text.contains("DISCONNECTED"), "{text}");
+    assert!(text.contains("Process: demo-service (pid 4242)"), "{text}");
+    assert!(text.contains("Uptime: 1h 02m 05s"), "{text}");
+    assert!(text.contains("Workers: 4"), "{text}");
+    assert!(text.contains("Live tasks: 9"), "{text}");
+    assert!(text.contains("Runtime alive: 11"), "{text}");
+    assert!(text.contains("Global queue: 3"), "{text}");
+    assert!(text.contains("Spawn sites (3)"), "{text}");
+    for col in [
+        "Site",
+        "Live",
+        "Spawned",
+        "Completed",
+        "Busy (s)",
+        "Live (60s)",
+    ] {
+        assert!(text.contains(col), "missing column {col}: {text}");
+    }
+    assert!(text.contains("q quit  ↑/↓ select"), "{text}");
+    assert_rows(&lines);
+}
+
+#[test]
+fn renders_disconnected_with_last_rows() {
+    let t0 = Instant::now();
+    let mut app = connected_app(t0);
+    app.apply(
+        Err(FetchError::ConnectionRefused {
+            url: "http://127.0.0.1:6060/debug/taskscope/snapshot".into(),
+        }),
+        t0 + Duration::from_secs(7),
+    );
+    app.tick(t0 + Duration::from_secs(10));
+    let lines = screen(&app, 100, 20);
+    let text = lines.join("\n");
+
+    assert!(text.contains("DISCONNECTED"), "{text}");
+    assert!(text.contains("showing data from 5s ago"), "{text}");
+    assert!(text.contains("Error (for 3s): "), "{text}");
+    assert!(
+        text.contains("connection refused by http://127.0.0.1:6060/debug/taskscope/snapshot"),
+        "{text}"
+    );
+    assert!(text.contains("Live tasks: 9"), "{text}");
+    assert_rows(&lines);
+}
+
+#[test]
+fn renders_connecting_without_data() {
+    let app = App::new("http://127.0.0.1:6060", Instant::now()).with_no_color(true);
+    let text = screen(&app, 80, 24).join("\n");
+    assert!(text.contains("CONNECTING"), "{text}");
+    assert!(text.contains("waiting for the first snapshot"), "{text}");
+}
+
+#[test]
+fn fits_80x24() {
+    let app = connected_app(Instant::now());
+    let lines = screen(&app, 80, 24);
+    let rows = site_rows(&lines);
+    assert_eq!(rows.len(), 3, "{lines:#?}");
+    // Long sites keep their file:line:col end when cut.
+    assert!(rows[0][0].ends_with("leak.rs:42:5"), "{lines:#?}");
+    assert_eq!(rows[0][1..5], words(&["7", "7", "0", "1.23"]), "{lines:#?}");
+}
+
+#[test]
+fn tiny_and_odd_sizes_do_not_panic() {
+    let t0 = Instant::now();
+    let mut app = connected_app(t0);
+    for (w, h) in [(20, 5), (1, 1), (0, 0), (5, 40), (200, 3), (30, 10)] {
+        screen(&app, w, h);
+    }
+    app.apply(
+        Err(FetchError::Status {
+            status: 500,
+            url: "http://x".into(),
+            detail: "boom".into(),
+        }),
+        t0,
+    );
+    for (w, h) in [(20, 5), (1, 1), (0, 0), (7, 7)] {
+        screen(&app, w, h);
+    }
+}
+
+#[test]
+fn colours_follow_no_color() {
+    use ratatui::style::Color;
+    let t0 = Instant::now();
+    let render = |no_color: bool| {
+        let mut app = connected_app(t0);
+        app.no_color = no_color;
+        let mut terminal = Terminal::new(TestBackend::new(100, 20)).unwrap();
+        terminal.draw(|f| view::render(f, &app)).unwrap();
+        terminal.backend().buffer().clone()
+    };
+    let plain = render(true);
+    assert!(
+        plain
+            .content()
+            .iter()
+            .all(|c| c.fg == Color::Reset && c.bg == Color::Reset)
+    );
+    let coloured = render(false);
+    assert!(coloured.content().iter().any(|c| c.fg == Color::Green));
+}
