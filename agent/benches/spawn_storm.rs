@@ -1,28 +1,24 @@
 //! Spawn-storm overhead of the taskscope agent against the same runtime without it.
 //!
-//! Method: for each round, and for each variant in alternating order, build a fresh
-//! 2-worker multi-thread runtime (with or without `taskscope::install`), then time one task
-//! that spawns N tasks (each yields 4 times and returns) and awaits them all. Both variants
-//! run in the same process, interleaved, so machine noise hits both alike. Reports the
-//! median over rounds and the ratio taskscope / baseline.
+//! Method: every measurement runs in a fresh child process (this same binary, re-executed),
+//! so no variant inherits another's heap, caches or leftover threads. A child builds a
+//! 2-worker multi-thread runtime (with or without `taskscope::install`), runs a warm-up storm
+//! of N/10 tasks, then times one task that spawns N tasks (each yields 4 times and returns)
+//! and awaits them all, and reports the time and its peak RSS. The parent alternates the
+//! variants' order every round, runs ROUNDS rounds, and prints medians and the ratio
+//! taskscope / baseline. The tasks do nothing but yield: the worst case for per-task cost.
 //!
-//! Run: `cargo bench -p taskscope --bench spawn_storm -- [N] [ROUNDS]`
-//! (defaults: N = 200000, ROUNDS = 7).
+//! Run: `cargo bench -p taskscope --bench spawn_storm -- [N[,N...]] [ROUNDS]`
+//! (defaults: N = 200000, ROUNDS = 9).
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Variant {
-    Baseline,
-    Taskscope,
-}
+const VARIANTS: [&str; 2] = ["baseline", "taskscope"];
 
-fn storm(variant: Variant, n: usize) -> Duration {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.worker_threads(2).enable_all();
-    let agent = (variant == Variant::Taskscope).then(|| taskscope::install(&mut builder));
-    let rt = builder.build().expect("runtime");
-    let elapsed = rt.block_on(async move {
+/// One storm of `n` tasks; returns the time from the first spawn to the last completion.
+fn storm(rt: &tokio::runtime::Runtime, n: usize) -> Duration {
+    rt.block_on(async move {
         tokio::spawn(async move {
             let start = Instant::now();
             let handles: Vec<_> = (0..n)
@@ -41,65 +37,113 @@ fn storm(variant: Variant, n: usize) -> Duration {
         })
         .await
         .expect("driver")
-    });
-    if let Some(agent) = agent {
-        // Keep the agent honest: it must have seen every task.
-        let snap = agent.snapshot();
-        let spawned: u64 = snap.sites.iter().map(|s| s.spawned).sum();
-        assert_eq!(spawned, n as u64 + 1, "agent missed spawns");
-    }
-    elapsed
+    })
 }
 
-fn median(mut xs: Vec<Duration>) -> Duration {
+/// Child process: one variant, one size; prints "nanoseconds peak_rss_kib".
+fn child(variant: &str, n: usize) {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all();
+    let agent = (variant == "taskscope").then(|| taskscope::install(&mut builder));
+    let rt = builder.build().expect("runtime");
+    storm(&rt, n / 10);
+    let elapsed = storm(&rt, n);
+    if let Some(agent) = agent {
+        // Keep the agent honest: it must have seen every task (2 drivers + warm-up + storm).
+        drop(rt);
+        let spawned: u64 = agent.snapshot().sites.iter().map(|s| s.spawned).sum();
+        assert_eq!(spawned, (n + n / 10 + 2) as u64, "agent missed spawns");
+    }
+    println!("{} {}", elapsed.as_nanos(), peak_rss_kib());
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn run_child(variant: &str, n: usize) -> (Duration, u64) {
+    let exe = std::env::current_exe().expect("own path");
+    let out = Command::new(exe)
+        .args(["--child", variant, &n.to_string()])
+        .output()
+        .expect("run child");
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text
+        .split_whitespace()
+        .map(|p| p.parse::<u64>().expect("child output"));
+    let ns = parts.next().expect("time");
+    let rss = parts.next().expect("rss");
+    (Duration::from_nanos(ns), rss)
+}
+
+fn median<T: Ord + Copy>(mut xs: Vec<T>) -> T {
     xs.sort();
     xs[xs.len() / 2]
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; keep only numeric arguments.
-    let nums: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let n = nums.first().copied().unwrap_or(200_000);
-    let rounds = nums.get(1).copied().unwrap_or(7).max(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(&args[i + 1], args[i + 2].parse().expect("size"));
+        return;
+    }
+    // `cargo bench` passes `--bench`; keep the rest.
+    let free: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let sizes: Vec<usize> = free
+        .first()
+        .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![200_000]);
+    let rounds: usize = free.get(1).and_then(|s| s.parse().ok()).unwrap_or(9).max(1);
 
-    // Warm-up: page in the allocator and both code paths.
-    storm(Variant::Baseline, n / 10);
-    storm(Variant::Taskscope, n / 10);
-
-    let mut base = Vec::new();
-    let mut ts = Vec::new();
-    for round in 0..rounds {
-        let order = if round % 2 == 0 {
-            [Variant::Baseline, Variant::Taskscope]
-        } else {
-            [Variant::Taskscope, Variant::Baseline]
-        };
-        for v in order {
-            let t = storm(v, n);
-            match v {
-                Variant::Baseline => base.push(t),
-                Variant::Taskscope => ts.push(t),
+    println!(
+        "spawn storm: tasks x 4 yields, 2 workers, {rounds} rounds, each run a fresh process, order alternating"
+    );
+    println!(
+        "{:>9} {:<10} {:>11} {:>10} {:>8} {:>13}",
+        "tasks", "variant", "median", "per task", "ratio", "peak RSS"
+    );
+    for &n in &sizes {
+        let mut times = vec![Vec::new(); VARIANTS.len()];
+        let mut rss = vec![Vec::new(); VARIANTS.len()];
+        for round in 0..rounds {
+            for k in 0..VARIANTS.len() {
+                let v = (k + round) % VARIANTS.len();
+                let (t, r) = run_child(VARIANTS[v], n);
+                times[v].push(t);
+                rss[v].push(r);
             }
         }
+        let base = median(times[0].clone());
+        for (v, name) in VARIANTS.iter().enumerate() {
+            let t = median(times[v].clone());
+            println!(
+                "{:>9} {:<10} {:>9.1}ms {:>8.0}ns {:>7.3}x {:>10} KiB",
+                n,
+                name,
+                t.as_secs_f64() * 1e3,
+                t.as_secs_f64() * 1e9 / n as f64,
+                t.as_secs_f64() / base.as_secs_f64(),
+                median(rss[v].clone())
+            );
+        }
+        for (v, name) in VARIANTS.iter().enumerate() {
+            let ms: Vec<String> = times[v]
+                .iter()
+                .map(|t| format!("{:.0}", t.as_secs_f64() * 1e3))
+                .collect();
+            println!("          {name} rounds (ms): {}", ms.join(" "));
+        }
     }
-    let (b, t) = (median(base.clone()), median(ts.clone()));
-    println!("spawn storm: {n} tasks x 4 yields, 2 workers, {rounds} rounds interleaved");
-    println!(
-        "{:<12} {:>12} {:>14} {:>8}",
-        "variant", "median", "per task", "ratio"
-    );
-    for (name, d) in [("baseline", b), ("taskscope", t)] {
-        println!(
-            "{:<12} {:>10.1}ms {:>12.0}ns {:>7.3}x",
-            name,
-            d.as_secs_f64() * 1e3,
-            d.as_secs_f64() * 1e9 / n as f64,
-            d.as_secs_f64() / b.as_secs_f64()
-        );
-    }
-    println!("rounds baseline:  {:?}", base);
-    println!("rounds taskscope: {:?}", ts);
 }

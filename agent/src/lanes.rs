@@ -128,6 +128,19 @@ impl Lane {
         self.task.store(task, Ordering::Release);
     }
 
+    /// Whether this is the shared fallback lane, which keeps no poll state.
+    #[inline]
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// When the owning thread's poll in progress started, if it is in one.
+    #[inline]
+    pub(crate) fn poll_started(&self) -> Option<u64> {
+        (!self.shared && self.task.load(Ordering::Relaxed) != 0)
+            .then(|| self.started.load(Ordering::Relaxed))
+    }
+
     /// Ends the poll of `task` if this lane is polling it.
     #[inline]
     pub(crate) fn end_poll(&self, task: u64, clock: &Clock) -> Option<PollEnd> {

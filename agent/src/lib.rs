@@ -45,8 +45,8 @@ mod lanes;
 mod snapshot;
 mod tasks;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::runtime::{Builder, Handle, TaskMeta};
@@ -68,6 +68,11 @@ pub const DEFAULT_TASK_SLOTS: usize = 1 << 18;
 #[derive(Clone)]
 pub struct Agent {
     inner: Arc<Inner>,
+    /// The instrumented runtime, for its metrics. Held here and not in `Inner`: the
+    /// runtime owns its hooks, the hooks own `Inner`, so a handle in `Inner` would keep the
+    /// runtime's driver alive forever after the runtime is dropped. The hooks fill it on
+    /// the first poll through a weak reference.
+    runtime: Arc<OnceLock<Handle>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -85,9 +90,11 @@ struct Inner {
     tasks: TaskTable,
     lanes: Arc<Lanes>,
     untracked_terminations: AtomicU64,
-    /// The instrumented runtime, picked up from the first poll so that installing the agent
-    /// needs no second call. Read only by snapshots.
-    runtime: OnceLock<Handle>,
+    /// Where the first poll stores the runtime's handle (see [`Agent::runtime`]), so that
+    /// installing the agent needs no second call.
+    runtime: Weak<OnceLock<Handle>>,
+    /// Set once the handle is stored (or cannot be), so the poll hook checks one flag.
+    runtime_seen: AtomicBool,
 }
 
 /// Installs a new agent with default settings on `builder`.
@@ -134,7 +141,9 @@ impl AgentBuilder {
     /// Builds the agent without installing it; call [`Agent::install`] next.
     pub fn build(self) -> Agent {
         let sites = SiteTable::new(self.site_capacity);
+        let runtime = Arc::new(OnceLock::new());
         Agent {
+            runtime: Arc::clone(&runtime),
             inner: Arc::new(Inner {
                 clock: Clock::new(),
                 started_unix_ms: unix_ms(),
@@ -142,7 +151,8 @@ impl AgentBuilder {
                 sites,
                 tasks: TaskTable::new(self.task_slots),
                 untracked_terminations: AtomicU64::new(0),
-                runtime: OnceLock::new(),
+                runtime: Arc::downgrade(&runtime),
+                runtime_seen: AtomicBool::new(false),
             }),
         }
     }
@@ -181,7 +191,7 @@ impl Agent {
 
     /// Reads a snapshot, with the per-task list if `options` asks for it.
     pub fn snapshot_with(&self, options: &SnapshotOptions) -> model::Snapshot {
-        snapshot::take(&self.inner, options)
+        snapshot::take(&self.inner, self.runtime.get(), options)
     }
 }
 
@@ -218,7 +228,7 @@ impl Inner {
 
     #[inline]
     fn on_before_poll(&self, meta: &TaskMeta<'_>) {
-        if self.runtime.get().is_none() {
+        if !self.runtime_seen.load(Ordering::Relaxed) {
             self.capture_runtime();
         }
         let now = self.clock.now();
@@ -228,26 +238,29 @@ impl Inner {
 
     #[cold]
     fn capture_runtime(&self) {
-        if let Ok(handle) = Handle::try_current() {
-            let _ = self.runtime.set(handle);
+        if let (Some(slot), Ok(handle)) = (self.runtime.upgrade(), Handle::try_current()) {
+            let _ = slot.set(handle);
         }
+        self.runtime_seen.store(true, Ordering::Relaxed);
     }
 
     #[inline]
     fn on_after_poll(&self, meta: &TaskMeta<'_>) {
         let id = id_to_u64(meta.id());
         self.lanes.with(|lane| {
-            // `None` on the shared fallback lane (more polling threads than lanes): the poll
-            // is still counted, without busy time, and stamped with the coarse clock.
-            let end = lane.end_poll(id, &self.clock);
-            let started = end.map_or_else(|| self.clock.now(), |e| e.started);
-            // `None` when the task finished in this poll: the terminate hook counted it.
+            let (started, busy) = match lane.end_poll(id, &self.clock) {
+                Some(end) => (end.started, end.busy),
+                // On its own lane, the poll was already ended by the terminate hook: the
+                // task finished in this poll and was counted there.
+                None if !lane.is_shared() => return,
+                // The shared fallback lane (more polling threads than lanes) keeps no poll
+                // state: count the poll without busy time, stamped now.
+                None => (self.clock.now(), 0),
+            };
             if let Some(site) = self.tasks.poll_ended(id, started) {
                 let counters = lane.site(site);
                 lane.add(&counters.polls, 1);
-                if let Some(end) = end {
-                    lane.add(&counters.busy, end.busy);
-                }
+                lane.add(&counters.busy, busy);
             }
         });
     }
@@ -257,4 +270,35 @@ fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropping_the_runtime_and_the_agent_frees_both() {
+        let mut builder = Builder::new_multi_thread();
+        builder.worker_threads(1).enable_all();
+        let agent = install(&mut builder);
+        let rt = builder.build().unwrap();
+        rt.block_on(async { tokio::spawn(async {}).await.unwrap() });
+        assert!(
+            agent.snapshot().runtime.is_some(),
+            "handle captured on first poll"
+        );
+        let inner = Arc::downgrade(&agent.inner);
+        drop((rt, builder)); // the builder keeps copies of the hooks too
+        // The agent still reads its counts after the runtime is gone.
+        assert_eq!(agent.snapshot().sites[0].spawned, 1);
+        drop(agent);
+        // tokio's worker threads drop their last runtime handle just after shutdown returns.
+        for _ in 0..500 {
+            if inner.upgrade().is_none() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the agent outlived its runtime: runtime -> hooks -> agent -> runtime cycle");
+    }
 }

@@ -17,7 +17,11 @@ pub struct SnapshotOptions {
     pub max_tasks: usize,
 }
 
-pub(crate) fn take(inner: &Inner, options: &SnapshotOptions) -> Snapshot {
+pub(crate) fn take(
+    inner: &Inner,
+    runtime: Option<&tokio::runtime::Handle>,
+    options: &SnapshotOptions,
+) -> Snapshot {
     let secs = inner.clock.calibrate();
     let sites = site_rows(inner, &secs);
     let tasks = task_rows(inner, options.max_tasks, &secs);
@@ -27,7 +31,7 @@ pub(crate) fn take(inner: &Inner, options: &SnapshotOptions) -> Snapshot {
         taken_at_unix_ms: inner.started_unix_ms + (uptime * 1e3) as u64,
         uptime_seconds: uptime,
         process: process_info(),
-        runtime: inner.runtime.get().map(runtime_info),
+        runtime: runtime.map(runtime_info),
         agent: AgentInfo {
             site_capacity: inner.sites.capacity() as u64,
             sites_tracked: inner.sites.len() as u64,
