@@ -199,9 +199,12 @@ impl Inner {
     #[inline]
     fn on_spawn(&self, meta: &TaskMeta<'_>) {
         let site = self.sites.lookup(meta.spawned_at());
-        let now = self.clock.now();
-        self.lanes
-            .with(|lane| lane.add(&lane.site(site).spawned, 1));
+        let now = self.lanes.with(|lane| {
+            lane.add(&lane.site(site).spawned, 1);
+            // Most spawns happen inside a poll, whose start (coarse, like every age) saves a
+            // clock read.
+            lane.poll_started().unwrap_or_else(|| self.clock.now())
+        });
         self.tasks.insert(id_to_u64(meta.id()), site, now);
     }
 
