@@ -1,26 +1,33 @@
-//! taskscope demo service: a small axum backend built from the article's concurrency
-//! patterns, instrumented with the taskscope agent and exporter, with a leak one request
-//! away and a built-in load generator.
+//! taskscope demo service: a small axum backend over SQLite, built from the article's
+//! concurrency patterns, instrumented with the taskscope agent and exporter, with every
+//! fault scenario one switch away and a built-in load generator.
 //!
 //! The binary is a thin wrapper around [`main`], so that tests can build the very same
 //! program (see the `tests/` crate).
 
 pub mod app;
+pub mod db;
 pub mod faults;
 pub mod load;
+pub mod outside;
+pub mod upstream;
+pub mod workers;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// Command line of the demo service.
 #[derive(Debug, Parser)]
 #[command(name = "taskscope-demo", version, about)]
 pub struct Args {
-    /// Address of the service's HTTP API.
+    /// Address of the service's HTTP API (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
     /// Address of the taskscope exporter (/metrics, /debug/taskscope/snapshot).
@@ -29,12 +36,27 @@ pub struct Args {
     /// Worker threads of the service's runtime (default: one per CPU).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Drive the service with this many requests per second from a built-in load generator.
+    /// The runtime's max_blocking_threads (fault S8 exhausts exactly this many).
+    #[arg(long, default_value_t = 64)]
+    pub max_blocking_threads: usize,
+    /// Where the SQLite database lives (created and seeded if empty). Default: a fresh
+    /// directory in the temp dir, removed on exit.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Switch a fault on from the start (repeatable): S1 ... S11, or leak.
+    #[arg(long = "fault", value_name = "NAME")]
+    pub faults: Vec<String>,
+    /// Drive the service with this many requests per second from the built-in load
+    /// generator.
     #[arg(long, value_name = "RATE")]
     pub load: Option<u32>,
-    /// With --load: one request in this many is `POST /reports`, the leak (0: never).
-    #[arg(long, default_value_t = 20)]
-    pub leak_every: u32,
+    /// With --load: most requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// With --load: stop the load after this many seconds and print its report (the
+    /// service keeps running).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<u64>,
     /// Run the taskscope TUI in this terminal, watching this service; quitting it stops the
     /// service. Logs go to a file in the temp directory meanwhile.
     #[arg(long)]
@@ -52,12 +74,38 @@ pub fn main() {
     }
 }
 
+/// A data directory, removed on drop when it was made for this run.
+struct DataDir {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
 /// Runs the service until Ctrl-C, SIGTERM, or (with `--tui`) the TUI quits.
 pub fn run(args: Args) -> anyhow::Result<()> {
     init_logging(args.tui)?;
+    let data_dir = match &args.data_dir {
+        Some(p) => DataDir {
+            path: p.clone(),
+            temporary: false,
+        },
+        None => DataDir {
+            path: std::env::temp_dir().join(format!("taskscope-demo-{}", std::process::id())),
+            temporary: true,
+        },
+    };
 
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
+    builder
+        .enable_all()
+        .max_blocking_threads(args.max_blocking_threads.max(1));
     if let Some(workers) = args.workers {
         builder.worker_threads(workers.max(1));
     }
@@ -67,21 +115,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let exporter = taskscope_exporter::Exporter::new(agent)
         .bind(args.exporter_addr)
         .context("cannot start the taskscope exporter")?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(args.addr))
-        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let outside = outside::Outside::start().context("cannot start the outside runtime")?;
+    let upstream = upstream::start(&outside).context("cannot start the fake upstream")?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let faults = faults::Faults::new();
+    let (listener, state) = runtime.block_on(async {
+        let db = db::open(&data_dir.path)
+            .await
+            .with_context(|| format!("cannot open the database in {}", data_dir.path.display()))?;
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.addr))?;
+        let state = app::AppState::new(db, upstream, Arc::clone(&faults), shutdown_rx);
+        anyhow::Ok((listener, state))
+    })?;
     let service_addr = listener.local_addr()?;
+    let service_url = format!("http://{service_addr}");
     let exporter_url = format!("http://{}", exporter.local_addr());
-    tracing::info!(%service_addr, %exporter_url, "started");
+    faults.set_context(faults::FaultContext {
+        outside: outside.clone(),
+        service_url: service_url.clone(),
+        state: state.clone(),
+        max_blocking_threads: args.max_blocking_threads.max(1),
+    });
+    {
+        let _enter = runtime.enter();
+        for name in &args.faults {
+            faults.start(name).map_err(anyhow::Error::msg)?;
+        }
+    }
+    tracing::info!(%service_addr, %exporter_url, data_dir = %data_dir.path.display(), "started");
     if !args.tui {
         // Tests and scripts read these two lines to find the ports.
-        println!("service listening on http://{service_addr}");
+        println!("service listening on {service_url}");
         println!("taskscope exporter on {exporter_url}");
     }
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
-    let router = app::router(app::AppState::default());
+    let router = app::router(state);
     let server = runtime.spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -92,12 +165,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     });
 
     if let Some(rate) = args.load {
-        load::start(load::LoadConfig {
-            base: format!("http://{service_addr}"),
-            rate,
-            leak_every: args.leak_every,
-        })
-        .context("cannot start the load generator")?;
+        let report = load::start(
+            &outside,
+            load::LoadConfig {
+                base: service_url.clone(),
+                rate,
+                concurrency: args.concurrency,
+                duration: args.duration.map(Duration::from_secs),
+                progress: !args.tui && std::io::stderr().is_terminal(),
+            },
+        );
+        if args.duration.is_some() {
+            outside.spawn(async move {
+                if let Ok(report) = report.await {
+                    tracing::info!("{report}");
+                    eprintln!("{report}");
+                }
+            });
+        }
     }
 
     if args.tui {
@@ -112,8 +197,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::mem::forget(stop_tx);
     }
 
-    // Serve until stopped; graceful shutdown then waits for open connections, for at most
-    // GRACE.
+    // Serve until stopped; then stop background work and faults, and give open connections
+    // at most GRACE.
     let served = runtime.block_on(async {
         let grace = async {
             let _ = stopping_rx.await;
@@ -124,10 +209,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             () = grace => Err(()),
         }
     });
+    let _ = shutdown_tx.send(true);
+    {
+        let _enter = runtime.enter();
+        faults.stop_all();
+    }
     runtime.shutdown_timeout(Duration::from_secs(2));
     exporter.shutdown();
+    drop(data_dir);
     match served {
-        Ok(Ok(Ok(()))) | Err(_) => Ok(()),
+        Ok(Ok(Ok(()))) | Err(()) => Ok(()),
         Ok(Ok(Err(e))) => Err(e).context("the server failed"),
         Ok(Err(e)) => Err(e).context("the server task failed"),
     }
