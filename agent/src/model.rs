@@ -69,6 +69,12 @@ pub struct RuntimeInfo {
     pub global_queue_depth: u64,
     /// Per worker, total seconds spent busy (polling tasks) since the runtime started.
     pub worker_busy_seconds: Vec<f64>,
+    /// Threads of the blocking pool (`spawn_blocking`, `tokio::fs`, ...), busy or idle.
+    pub blocking_threads: u64,
+    /// Idle threads of the blocking pool.
+    pub idle_blocking_threads: u64,
+    /// Blocking jobs waiting for a thread.
+    pub blocking_queue_depth: u64,
 }
 
 /// The agent's own state, so readers can tell when a cap was reached.

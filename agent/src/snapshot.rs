@@ -108,6 +108,9 @@ fn runtime_info(handle: &tokio::runtime::Handle) -> RuntimeInfo {
         worker_busy_seconds: (0..workers)
             .map(|w| m.worker_total_busy_duration(w).as_secs_f64())
             .collect(),
+        blocking_threads: m.num_blocking_threads() as u64,
+        idle_blocking_threads: m.num_idle_blocking_threads() as u64,
+        blocking_queue_depth: m.blocking_queue_depth() as u64,
     }
 }
 

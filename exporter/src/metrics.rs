@@ -23,6 +23,9 @@ struct Families {
     alive_tasks: IntGauge,
     global_queue_depth: IntGauge,
     worker_busy: CounterVec,
+    blocking_threads: IntGauge,
+    idle_blocking_threads: IntGauge,
+    blocking_queue_depth: IntGauge,
     sites_tracked: IntGauge,
     sites_capacity: IntGauge,
     overflow_spawned: IntCounter,
@@ -94,6 +97,21 @@ impl Families {
                 &["worker"],
             )
             .expect("valid metric"),
+            blocking_threads: IntGauge::with_opts(opts(
+                "taskscope_runtime_blocking_threads",
+                "Threads of the runtime's blocking pool, busy or idle.",
+            ))
+            .expect("valid metric"),
+            idle_blocking_threads: IntGauge::with_opts(opts(
+                "taskscope_runtime_blocking_idle_threads",
+                "Idle threads of the runtime's blocking pool.",
+            ))
+            .expect("valid metric"),
+            blocking_queue_depth: IntGauge::with_opts(opts(
+                "taskscope_runtime_blocking_queue_depth",
+                "Blocking jobs waiting for a thread of the blocking pool.",
+            ))
+            .expect("valid metric"),
             sites_tracked: IntGauge::with_opts(opts(
                 "taskscope_sites_tracked",
                 "Distinct spawn sites the agent tracks.",
@@ -122,7 +140,7 @@ impl Families {
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 14] {
+    fn collectors(&self) -> [&dyn Collector; 17] {
         [
             &self.tasks_live,
             &self.tasks_spawned,
@@ -133,6 +151,9 @@ impl Families {
             &self.alive_tasks,
             &self.global_queue_depth,
             &self.worker_busy,
+            &self.blocking_threads,
+            &self.idle_blocking_threads,
+            &self.blocking_queue_depth,
             &self.sites_tracked,
             &self.sites_capacity,
             &self.overflow_spawned,
@@ -161,6 +182,11 @@ impl Families {
             self.alive_tasks.set(clamp_i64(rt.alive_tasks));
             self.global_queue_depth
                 .set(clamp_i64(rt.global_queue_depth));
+            self.blocking_threads.set(clamp_i64(rt.blocking_threads));
+            self.idle_blocking_threads
+                .set(clamp_i64(rt.idle_blocking_threads));
+            self.blocking_queue_depth
+                .set(clamp_i64(rt.blocking_queue_depth));
             for (i, busy) in rt.worker_busy_seconds.iter().enumerate() {
                 self.worker_busy
                     .with_label_values(&[i.to_string().as_str()])

@@ -8,6 +8,17 @@
 //! on the [`Outside`] runtime, like real clients in another process.
 
 pub mod report_leak;
+pub mod s10_reentrant_lock;
+pub mod s11_block_on_in_runtime;
+pub mod s1_idle_keepalive;
+pub mod s2_reply_map;
+pub mod s3_orphan_loop;
+pub mod s4_recursive_read;
+pub mod s5_guard_across_await;
+pub mod s6_hot_mutex;
+pub mod s7_never_yields;
+pub mod s8_blocking_exhaustion;
+pub mod s9_spawn_per_item;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -93,7 +104,20 @@ pub struct FaultInfo {
 impl Faults {
     /// Every fault the demo has, all off.
     pub fn new() -> Arc<Faults> {
-        let all: Vec<Box<dyn Fault>> = vec![Box::new(report_leak::ReportLeak)];
+        let all: Vec<Box<dyn Fault>> = vec![
+            Box::new(report_leak::ReportLeak),
+            Box::new(s1_idle_keepalive::IdleKeepAlive),
+            Box::new(s2_reply_map::ReplyMap),
+            Box::new(s3_orphan_loop::OrphanLoop),
+            Box::new(s4_recursive_read::RecursiveRead),
+            Box::new(s5_guard_across_await::GuardAcrossAwait),
+            Box::new(s6_hot_mutex::HotMutex),
+            Box::new(s7_never_yields::NeverYields),
+            Box::new(s8_blocking_exhaustion::BlockingExhaustion),
+            Box::new(s9_spawn_per_item::SpawnPerItem),
+            Box::new(s10_reentrant_lock::ReentrantLock),
+            Box::new(s11_block_on_in_runtime::BlockOnInRuntime),
+        ];
         Arc::new(Faults {
             all,
             active: Mutex::new(BTreeMap::new()),
