@@ -10,6 +10,7 @@
 //! | `POST /jobs`, `GET /jobs/{id}` | a worker pool fed by a channel |
 //! | `POST /hits` | a counter behind a `Mutex` |
 //! | `POST /reports` | report jobs; they leak while fault `leak` is on |
+//! | `POST /ingest` | batches of items (fault S9's handler) |
 //! | `GET /faults`, `POST/DELETE /faults/{name}` | the fault switches |
 
 use std::collections::HashMap;
@@ -109,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(job_result))
         .route("/hits", post(hit))
         .route("/reports", post(faults::report_leak::start_report))
+        .route("/ingest", post(faults::s9_spawn_per_item::ingest))
         .route("/faults", get(faults::list))
         .route(
             "/faults/{name}",

@@ -18,3 +18,13 @@ impl Fault for SpawnPerItem {
         anyhow::bail!("fault S9 is not implemented yet")
     }
 }
+
+/// `POST /ingest`: receives a batch of items (the S9 handler). Not implemented yet.
+pub async fn ingest(
+    axum::extract::State(_state): axum::extract::State<crate::app::AppState>,
+) -> (axum::http::StatusCode, &'static str) {
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "fault S9 is not implemented yet\n",
+    )
+}
