@@ -1,18 +1,20 @@
-//! Per-thread lanes: each thread that spawns or polls tasks owns a lane holding its poll in
-//! progress and its own copy of every site's counters.
+//! Per-thread lanes: each thread that polls tasks owns a lane holding its poll in progress
+//! and its own copy of every site's counters.
 //!
 //! Counters in a lane have a single writer (the owning thread), so the hooks update them
 //! with plain loads and stores, and no cache line moves between workers on the hot path.
-//! Readers sum the lanes. The poll cell (task being polled, since when) is readable from any
-//! thread, so a worker stuck in a poll that never returns is still visible.
+//! Readers sum the lanes. The poll cell (task being polled, its site, since when) is
+//! readable from any thread, so a worker stuck in a poll that never returns is still
+//! visible.
 //!
-//! A thread claims a lane on first use and releases it when it exits; the next thread to
-//! claim it keeps adding to its counters, so totals never go back. When every lane is taken,
-//! threads share one fallback lane updated with atomic read-modify-writes.
+//! A thread claims a lane on its first poll and releases it when it exits; the next thread
+//! to claim it keeps adding to its counters, so totals never go back. Threads that only
+//! spawn (a plain thread calling `Handle::spawn`), and every thread once all lanes are
+//! taken, share one fallback lane updated with atomic read-modify-writes.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use crate::clock::Clock;
 
@@ -28,9 +30,10 @@ pub(crate) const SAMPLE_EVERY: u32 = 8;
 #[derive(Default)]
 pub(crate) struct SiteCounters {
     pub(crate) spawned: AtomicU64,
+    /// Written with Release and read with Acquire, before `spawned` (see [`Lanes::totals`]).
     pub(crate) completed: AtomicU64,
     pub(crate) polls: AtomicU64,
-    /// Clock ticks spent polling.
+    /// Precise clock ticks spent polling.
     pub(crate) busy: AtomicU64,
 }
 
@@ -50,6 +53,8 @@ pub(crate) struct Lane {
     shared: bool,
     /// Task being polled by the owning thread, 0 when none (tokio ids start at 1).
     task: AtomicU64,
+    /// Site of that task (`u32::MAX` when the table does not know it).
+    site: AtomicU32,
     /// Coarse clock reading when that poll started.
     started: AtomicU64,
     /// Precise clock reading when that poll started, if it is sampled (else 0).
@@ -65,24 +70,26 @@ pub(crate) struct Lane {
 /// How a poll ended, from the lane's record of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PollEnd {
-    /// Coarse clock reading when the poll started.
-    pub(crate) started: u64,
+    /// The task's site, if the table knew it when the poll started.
+    pub(crate) site: Option<u32>,
     /// Precise ticks of busy time this poll accounts for: its duration times the polls its
     /// sample stands for, or 0 when it was not sampled.
     pub(crate) busy: u64,
 }
 
 impl Lane {
-    fn new(shared: bool) -> Self {
+    fn new(shared: bool, seed: u64) -> Self {
         Lane {
             in_use: AtomicBool::new(false),
             shared,
             task: AtomicU64::new(0),
+            site: AtomicU32::new(u32::MAX),
             started: AtomicU64::new(0),
             sample_start: AtomicU64::new(0),
             countdown: AtomicU32::new(1),
             weight: AtomicU32::new(1),
-            rng: AtomicU64::new(0x2545_F491_4F6C_DD1D),
+            // xorshift must not start at 0; lanes get distinct streams.
+            rng: AtomicU64::new(0x2545_F491_4F6C_DD1D ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             counters: OnceLock::new(),
         }
     }
@@ -92,17 +99,26 @@ impl Lane {
             .get_or_init(|| (0..sites).map(|_| SiteCounters::default()).collect())
     }
 
+    /// Whether this is the shared fallback lane, which keeps no poll state.
+    #[cfg(test)]
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared
+    }
+
     /// Adds to a counter of this lane.
     #[inline]
     pub(crate) fn add(&self, counter: &AtomicU64, n: u64) {
+        self.add_ordered(counter, n, Ordering::Relaxed);
+    }
+
+    /// Adds to a counter with the given ordering for the write.
+    #[inline]
+    pub(crate) fn add_ordered(&self, counter: &AtomicU64, n: u64, order: Ordering) {
         if self.shared {
-            counter.fetch_add(n, Ordering::Relaxed);
+            counter.fetch_add(n, order);
         } else {
             // Single writer: a load and a store, no locked instruction.
-            counter.store(
-                counter.load(Ordering::Relaxed).wrapping_add(n),
-                Ordering::Relaxed,
-            );
+            counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), order);
         }
     }
 
@@ -115,23 +131,14 @@ impl Lane {
 
     /// Records the start of a poll on the owning thread.
     #[inline]
-    pub(crate) fn start_poll(&self, task: u64, now: u64, clock: &Clock) {
+    pub(crate) fn start_poll(&self, task: u64, site: Option<u32>, now: u64, clock: &Clock) {
         self.started.store(now, Ordering::Relaxed);
+        self.site.store(site.unwrap_or(u32::MAX), Ordering::Relaxed);
         let left = self.countdown.load(Ordering::Relaxed).saturating_sub(1);
         self.countdown.store(left, Ordering::Relaxed);
-        let sample = if left == 0 && !self.shared {
-            clock.precise().max(1)
-        } else {
-            0
-        };
+        let sample = if left == 0 { clock.precise().max(1) } else { 0 };
         self.sample_start.store(sample, Ordering::Relaxed);
         self.task.store(task, Ordering::Release);
-    }
-
-    /// Whether this is the shared fallback lane, which keeps no poll state.
-    #[inline]
-    pub(crate) fn is_shared(&self) -> bool {
-        self.shared
     }
 
     /// When the owning thread's poll in progress started, if it is in one.
@@ -147,7 +154,6 @@ impl Lane {
         if self.shared || self.task.load(Ordering::Relaxed) != task {
             return None;
         }
-        let started = self.started.load(Ordering::Relaxed);
         let sample_start = self.sample_start.load(Ordering::Relaxed);
         let busy = if sample_start == 0 {
             0
@@ -156,8 +162,12 @@ impl Lane {
             self.next_stride();
             clock.precise().saturating_sub(sample_start) * u64::from(weight)
         };
+        let site = self.site.load(Ordering::Relaxed);
         self.task.store(0, Ordering::Release);
-        Some(PollEnd { started, busy })
+        Some(PollEnd {
+            site: (site != u32::MAX).then_some(site),
+            busy,
+        })
     }
 
     #[cold]
@@ -181,79 +191,101 @@ pub(crate) struct PollInProgress {
 }
 
 pub(crate) struct Lanes {
+    /// Unique for the process's lifetime, unlike an address, so the thread-local fast path
+    /// never mistakes a new `Lanes` for a dropped one.
+    id: u64,
     lanes: Box<[Lane]>,
     fallback: Lane,
     /// Site slots per lane (site capacity + overflow).
     sites: usize,
 }
 
-/// Lanes this thread holds, one per agent it worked for; released when the thread exits.
-struct ThreadLanes(Vec<(Arc<Lanes>, usize)>);
+/// Lanes this thread holds, one per live agent whose tasks it polled. Weak, so a thread
+/// does not keep a dropped agent's lanes alive; released when the thread exits.
+struct ThreadLanes(Vec<(Weak<Lanes>, usize)>);
 
 impl Drop for ThreadLanes {
     fn drop(&mut self) {
         let _ = LAST.try_with(|c| c.set((0, 0)));
         for (lanes, i) in &self.0 {
-            let lane = &lanes.lanes[*i];
-            lane.task.store(0, Ordering::Relaxed);
-            lane.in_use.store(false, Ordering::Release);
+            if let Some(lanes) = lanes.upgrade() {
+                lanes.release(*i);
+            }
         }
     }
 }
 
 thread_local! {
     static THREAD_LANES: RefCell<ThreadLanes> = const { RefCell::new(ThreadLanes(Vec::new())) };
-    /// Fast path: the last `Lanes` this thread used and its lane index + 1. The address is
-    /// safe to compare: `THREAD_LANES` holds an `Arc` to it for as long as the thread lives.
-    static LAST: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    /// Fast path: the id of the last `Lanes` this thread used and its lane index + 1.
+    static LAST: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
 }
 
 impl Lanes {
     pub(crate) fn new(sites: usize) -> Arc<Self> {
-        let fallback = Lane::new(true);
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let fallback = Lane::new(true, 0);
         fallback.counters(sites);
         Arc::new(Lanes {
-            lanes: (0..MAX_LANES).map(|_| Lane::new(false)).collect(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            lanes: (0..MAX_LANES)
+                .map(|i| Lane::new(false, i as u64 + 1))
+                .collect(),
             fallback,
             sites,
         })
     }
 
-    /// Runs `f` with this thread's lane, claiming one on first use.
+    /// Runs `f` with this thread's lane, claiming one on first use (poll hooks).
     #[inline]
     pub(crate) fn with<R>(self: &Arc<Self>, f: impl FnOnce(&Lane) -> R) -> R {
-        let me = Arc::as_ptr(self) as usize;
-        let (last, idx) = LAST.get();
-        if last == me && idx != 0 {
-            return f(&self.lanes[idx - 1]);
+        match self.own_lane(true) {
+            Some(i) => f(&self.lanes[i]),
+            None => f(&self.fallback),
         }
-        self.with_slow(f)
+    }
+
+    /// Runs `f` with this thread's lane if it has one, else the shared fallback lane
+    /// (spawn and terminate hooks: a thread that never polls does not hold a lane).
+    #[inline]
+    pub(crate) fn with_existing<R>(self: &Arc<Self>, f: impl FnOnce(&Lane) -> R) -> R {
+        match self.own_lane(false) {
+            Some(i) => f(&self.lanes[i]),
+            None => f(&self.fallback),
+        }
+    }
+
+    #[inline]
+    fn own_lane(self: &Arc<Self>, claim: bool) -> Option<usize> {
+        let (last, idx) = LAST.get();
+        if last == self.id && idx != 0 {
+            return Some(idx - 1);
+        }
+        self.own_lane_slow(claim)
     }
 
     #[cold]
-    fn with_slow<R>(self: &Arc<Self>, f: impl FnOnce(&Lane) -> R) -> R {
+    fn own_lane_slow(self: &Arc<Self>, claim: bool) -> Option<usize> {
         let idx = THREAD_LANES
             .try_with(|tl| {
                 let mut tl = tl.borrow_mut();
-                match tl.0.iter().find(|(l, _)| Arc::ptr_eq(l, self)) {
+                // Forget agents that are gone.
+                tl.0.retain(|(l, _)| l.strong_count() > 0);
+                let me = Arc::downgrade(self);
+                match tl.0.iter().find(|(l, _)| Weak::ptr_eq(l, &me)) {
                     Some((_, i)) => Some(*i),
+                    None if !claim => None,
                     None => {
                         let i = self.claim()?;
-                        tl.0.push((Arc::clone(self), i));
+                        tl.0.push((me, i));
                         Some(i)
                     }
                 }
             })
             .ok()
-            .flatten();
-        match idx {
-            Some(i) => {
-                let _ = LAST.try_with(|c| c.set((Arc::as_ptr(self) as usize, i + 1)));
-                f(&self.lanes[i])
-            }
-            // Every lane taken, or the thread is exiting: share the fallback lane.
-            None => f(&self.fallback),
-        }
+            .flatten()?;
+        let _ = LAST.try_with(|c| c.set((self.id, idx + 1)));
+        Some(idx)
     }
 
     #[cold]
@@ -267,17 +299,33 @@ impl Lanes {
         Some(i)
     }
 
+    fn release(&self, i: usize) {
+        let lane = &self.lanes[i];
+        lane.task.store(0, Ordering::Relaxed);
+        lane.in_use.store(false, Ordering::Release);
+    }
+
+    fn all(&self) -> impl Iterator<Item = &[SiteCounters]> {
+        self.lanes
+            .iter()
+            .chain(std::iter::once(&self.fallback))
+            .filter_map(|l| l.counters.get().map(|c| &c[..]))
+    }
+
     /// Sums every lane's counters for `site`.
+    ///
+    /// All `completed` counters are read (Acquire) before any `spawned` counter: a task's
+    /// spawn happens before its completion, which is written with Release, so every
+    /// completion seen has its spawn seen too, even across lanes, and `spawned - completed`
+    /// is never below the true live count of some instant during the read.
     pub(crate) fn totals(&self, site: u32) -> SiteTotals {
+        let s = site as usize;
         let mut t = SiteTotals::default();
-        for lane in self.lanes.iter().chain(std::iter::once(&self.fallback)) {
-            let Some(counters) = lane.counters.get() else {
-                continue;
-            };
-            let c = &counters[site as usize];
-            // Completed before spawned: a spawn racing with this read can only make live
-            // look one higher for an instant, never negative.
-            t.completed += c.completed.load(Ordering::Relaxed);
+        for c in self.all() {
+            t.completed += c[s].completed.load(Ordering::Acquire);
+        }
+        for c in self.all() {
+            let c = &c[s];
             t.spawned += c.spawned.load(Ordering::Relaxed);
             t.polls += c.polls.load(Ordering::Relaxed);
             t.busy += c.busy.load(Ordering::Relaxed);
@@ -316,12 +364,12 @@ mod tests {
         let t = std::thread::spawn(move || {
             l2.with(|lane| {
                 lane.add(&lane.site(2).spawned, 3);
-                lane.start_poll(42, 1000, &c2);
+                lane.start_poll(42, Some(2), 1000, &c2);
             });
             tx.send(()).unwrap();
             done_rx.recv().unwrap();
             let end = l2.with(|lane| lane.end_poll(42, &c2)).unwrap();
-            assert_eq!(end.started, 1000);
+            assert_eq!(end.site, Some(2));
             // The first poll of a lane is always sampled, with weight 1.
             assert!(end.busy > 0);
         });
@@ -347,5 +395,32 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn a_thread_without_a_lane_spawns_on_the_fallback() {
+        let lanes = Lanes::new(2);
+        let l2 = Arc::clone(&lanes);
+        std::thread::spawn(move || l2.with_existing(|lane| assert!(lane.is_shared())))
+            .join()
+            .unwrap();
+        assert!(
+            lanes
+                .lanes
+                .iter()
+                .all(|l| !l.in_use.load(Ordering::Relaxed))
+        );
+    }
+
+    #[test]
+    fn a_thread_does_not_keep_dropped_lanes_alive() {
+        let lanes = Lanes::new(2);
+        lanes.with(|_| ());
+        let weak = Arc::downgrade(&lanes);
+        drop(lanes);
+        assert_eq!(weak.strong_count(), 0);
+        // A new agent on the same thread gets a lane through the slow path.
+        let other = Lanes::new(2);
+        other.with(|lane| assert!(!lane.is_shared()));
     }
 }

@@ -52,7 +52,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::runtime::{Builder, Handle, TaskMeta};
 
 use clock::Clock;
-use lanes::Lanes;
+use lanes::{Lanes, PollEnd};
 use site::SiteTable;
 use tasks::{TaskTable, id_to_u64};
 
@@ -61,8 +61,14 @@ pub use snapshot::SnapshotOptions;
 /// Default cap on distinct spawn sites (see [`AgentBuilder::site_capacity`]).
 pub const DEFAULT_SITE_CAPACITY: usize = 1024;
 
+/// Largest accepted [`AgentBuilder::site_capacity`].
+pub const MAX_SITE_CAPACITY: usize = 1 << 16;
+
 /// Default size of the live-task ring (see [`AgentBuilder::task_slots`]).
 pub const DEFAULT_TASK_SLOTS: usize = 1 << 18;
+
+/// Largest accepted [`AgentBuilder::task_slots`] (512 MiB of ring).
+pub const MAX_TASK_SLOTS: usize = 1 << 24;
 
 /// Handle to the agent's state. Cheap to clone; every clone reads the same state.
 #[derive(Clone)]
@@ -125,7 +131,7 @@ impl AgentBuilder {
     /// later sites are counted in one overflow row, so memory and Prometheus label sets stay
     /// bounded even if spawn sites are generated (macros, generics).
     pub fn site_capacity(mut self, capacity: usize) -> Self {
-        self.site_capacity = capacity.max(1);
+        self.site_capacity = capacity.clamp(1, MAX_SITE_CAPACITY);
         self
     }
 
@@ -134,7 +140,7 @@ impl AgentBuilder {
     /// or whose slot an older live task still holds, go to a locked overflow map: still
     /// counted exactly, only slower to spawn and poll.
     pub fn task_slots(mut self, slots: usize) -> Self {
-        self.task_slots = slots;
+        self.task_slots = slots.clamp(64, MAX_TASK_SLOTS);
         self
     }
 
@@ -195,17 +201,35 @@ impl Agent {
     }
 }
 
+thread_local! {
+    /// The last task this thread saw terminate without having been spawned. During runtime
+    /// shutdown tokio shuts a task spawned into the closed runtime down at once, running its
+    /// terminate hook before its spawn hook, on the spawning thread: the spawn hook checks
+    /// here so that such a task is counted as spawned and completed, not live forever.
+    static ORPHAN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 impl Inner {
     #[inline]
     fn on_spawn(&self, meta: &TaskMeta<'_>) {
+        let id = id_to_u64(meta.id());
         let site = self.sites.lookup(meta.spawned_at());
-        let now = self.lanes.with(|lane| {
-            lane.add(&lane.site(site).spawned, 1);
-            // Most spawns happen inside a poll, whose start (coarse, like every age) saves a
-            // clock read.
-            lane.poll_started().unwrap_or_else(|| self.clock.now())
+        let orphan = ORPHAN
+            .try_with(|o| o.get() == id && o.replace(0) == id)
+            .unwrap_or(false);
+        self.lanes.with_existing(|lane| {
+            let counters = lane.site(site);
+            lane.add(&counters.spawned, 1);
+            if orphan {
+                lane.add_ordered(&counters.completed, 1, Ordering::Release);
+                self.untracked_terminations.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+            // Most spawns happen inside a poll, whose start (coarse, like every age) saves
+            // a clock read.
+            let now = lane.poll_started().unwrap_or_else(|| self.clock.now());
+            self.tasks.insert(id, site, now);
         });
-        self.tasks.insert(id_to_u64(meta.id()), site, now);
     }
 
     #[inline]
@@ -213,19 +237,21 @@ impl Inner {
         let id = id_to_u64(meta.id());
         let Some(task) = self.tasks.remove(id) else {
             // spawn_blocking tasks and the runtime's worker threads end without having been
-            // spawned through the hook; keep them out of every site.
+            // spawned through the hook; keep them out of every site. So does a task spawned
+            // into a runtime that is shutting down, until its spawn hook runs (see ORPHAN).
             self.untracked_terminations.fetch_add(1, Ordering::Relaxed);
+            let _ = ORPHAN.try_with(|o| o.set(id));
             return;
         };
-        self.lanes.with(|lane| {
+        self.lanes.with_existing(|lane| {
             let counters = lane.site(task.site);
             // tokio runs the terminate hook inside the task's last poll, before the
-            // after-poll hook; account for that poll here, while the site is still known.
+            // after-poll hook; account for that poll's busy time here.
             if let Some(end) = lane.end_poll(id, &self.clock) {
-                lane.add(&counters.polls, 1);
                 lane.add(&counters.busy, end.busy);
             }
-            lane.add(&counters.completed, 1);
+            // Release: a reader that sees this completion sees the spawn too.
+            lane.add_ordered(&counters.completed, 1, Ordering::Release);
         });
     }
 
@@ -234,9 +260,17 @@ impl Inner {
         if !self.runtime_seen.load(Ordering::Relaxed) {
             self.capture_runtime();
         }
+        let id = id_to_u64(meta.id());
         let now = self.clock.now();
-        self.lanes
-            .with(|lane| lane.start_poll(id_to_u64(meta.id()), now, &self.clock));
+        // The worker owns the task until this poll ends: the one safe moment to update its
+        // slot (after the poll, a task that woke itself may already run elsewhere).
+        let site = self.tasks.poll_started(id, now);
+        self.lanes.with(|lane| {
+            if let Some(site) = site {
+                lane.add(&lane.site(site).polls, 1);
+            }
+            lane.start_poll(id, site, now, &self.clock);
+        });
     }
 
     #[cold]
@@ -251,25 +285,20 @@ impl Inner {
     fn on_after_poll(&self, meta: &TaskMeta<'_>) {
         let id = id_to_u64(meta.id());
         self.lanes.with(|lane| {
-            let (started, busy) = match lane.end_poll(id, &self.clock) {
-                Some(end) => (end.started, end.busy),
-                // On its own lane, the poll was already ended by the terminate hook: the
-                // task finished in this poll and was counted there.
-                None if !lane.is_shared() => return,
-                // The shared fallback lane (more polling threads than lanes) keeps no poll
-                // state: count the poll without busy time, stamped now.
-                None => (self.clock.now(), 0),
-            };
-            if let Some(site) = self.tasks.poll_ended(id, started) {
-                let counters = lane.site(site);
-                lane.add(&counters.polls, 1);
-                lane.add(&counters.busy, busy);
+            // `None` when the task finished in this poll (the terminate hook ended the poll)
+            // or on the shared fallback lane, which keeps no poll state.
+            if let Some(PollEnd {
+                site: Some(site),
+                busy,
+            }) = lane.end_poll(id, &self.clock)
+            {
+                lane.add(&lane.site(site).busy, busy);
             }
         });
     }
 }
 
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -291,6 +320,7 @@ mod tests {
             "handle captured on first poll"
         );
         let inner = Arc::downgrade(&agent.inner);
+        let lanes = Arc::downgrade(&agent.inner.lanes);
         drop((rt, builder)); // the builder keeps copies of the hooks too
         // The agent still reads its counts after the runtime is gone.
         assert_eq!(agent.snapshot().sites[0].spawned, 1);
@@ -298,6 +328,8 @@ mod tests {
         // tokio's worker threads drop their last runtime handle just after shutdown returns.
         for _ in 0..500 {
             if inner.upgrade().is_none() {
+                // Threads that polled for it hold its lanes weakly only.
+                assert!(lanes.upgrade().is_none(), "lanes outlived the agent");
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));

@@ -81,6 +81,8 @@ pub struct RuntimeInfo {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AgentInfo {
+    /// Wall-clock time the agent started, milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
     /// Most distinct spawn sites tracked; later sites share the overflow row.
     pub site_capacity: u64,
     /// Distinct spawn sites tracked now (not counting the overflow row).
@@ -122,6 +124,9 @@ pub enum TaskState {
     /// Waiting to be woken (or woken and waiting in a run queue).
     #[default]
     Idle,
+    /// A state this reader does not know (sent by a newer agent).
+    #[serde(other)]
+    Unknown,
 }
 
 /// One live task.

@@ -20,8 +20,9 @@ use crate::model::OVERFLOW_SITE;
 /// - a dependency from the cargo registry keeps `crate-version/...`;
 /// - a git dependency keeps `repo/...` after the checkout hash;
 /// - the standard library keeps `library/...`;
-/// - any other absolute path under the current directory is made relative to it;
-/// - relative paths (the local crate or workspace, as cargo passes them) stay as they are.
+/// - anything else stays as rustc recorded it: relative for the local crate or workspace (as
+///   cargo passes them), absolute for path dependencies outside it. Labels never depend on
+///   where the binary runs.
 ///
 /// ```
 /// use taskscope::site::display_path;
@@ -50,12 +51,6 @@ pub fn display_path(path: &str) -> String {
         && let Some(rest) = after_marker(path, "/library/")
     {
         return format!("library/{rest}");
-    }
-    if path.starts_with('/')
-        && let Ok(cwd) = std::env::current_dir()
-        && let Ok(rel) = std::path::Path::new(path).strip_prefix(&cwd)
-    {
-        return rel.to_string_lossy().into_owned();
     }
     path.to_string()
 }
@@ -92,8 +87,9 @@ pub(crate) struct SiteTable {
     labels: Box<[OnceLock<String>]>,
     /// Sites allocated so far (excluding overflow).
     len: AtomicUsize,
-    /// Slow path: interning by content, so two pointers to the same site share a row.
-    intern: Mutex<HashMap<(&'static str, u32, u32), u32>>,
+    /// Slow path: interning by label, so two pointers to the same site, or two source
+    /// paths that shorten to the same label, share a row.
+    intern: Mutex<HashMap<String, u32>>,
 }
 
 impl SiteTable {
@@ -144,19 +140,21 @@ impl SiteTable {
         // A poisoned lock only means another thread panicked mid-insert; the map is still
         // consistent (insert is the last step), so keep going.
         let mut intern = self.intern.lock().unwrap_or_else(|e| e.into_inner());
-        let content = (location.file(), location.line(), location.column());
-        let site = match intern.get(&content) {
+        let label = label(location);
+        let site = match intern.get(&label) {
             Some(&site) => site,
             None => {
                 let next = self.len.load(Ordering::Relaxed);
                 if next >= self.capacity() {
-                    // Do not remember overflowed content: the map stays bounded too.
-                    return self.overflow();
+                    // The label is not kept (the map stays bounded), but the pointer goes
+                    // into the index below, so this site's next spawns skip this lock.
+                    self.overflow()
+                } else {
+                    let _ = self.labels[next].set(label.clone());
+                    self.len.store(next + 1, Ordering::Release);
+                    intern.insert(label, next as u32);
+                    next as u32
                 }
-                let _ = self.labels[next].set(label(location));
-                self.len.store(next + 1, Ordering::Release);
-                intern.insert(content, next as u32);
-                next as u32
             }
         };
         self.publish(location as *const Location<'static> as usize, site);
@@ -219,9 +217,6 @@ mod tests {
             "library/core/src/future/mod.rs"
         );
         assert_eq!(display_path("src/main.rs"), "src/main.rs");
-        let cwd = std::env::current_dir().unwrap();
-        let abs = cwd.join("x/y.rs");
-        assert_eq!(display_path(abs.to_str().unwrap()), "x/y.rs");
         assert_eq!(display_path("/elsewhere/z.rs"), "/elsewhere/z.rs");
     }
 
@@ -241,6 +236,14 @@ mod tests {
         assert_eq!(table.lookup(b), 1);
         assert_eq!(table.lookup(c), table.overflow());
         assert_eq!(table.len(), 2);
+        // The overflowed pointer is in the lock-free index now.
+        let key = c as *const Location<'static> as usize;
+        assert!(
+            table
+                .index
+                .iter()
+                .any(|s| s.key.load(Ordering::Relaxed) == key)
+        );
         assert_eq!(table.label(0), label(a));
         assert_eq!(table.label(table.overflow()), OVERFLOW_SITE);
     }

@@ -28,11 +28,12 @@ pub(crate) fn take(
     let uptime = secs.since(0);
     Snapshot {
         schema_version: SCHEMA_VERSION,
-        taken_at_unix_ms: inner.started_unix_ms + (uptime * 1e3) as u64,
+        taken_at_unix_ms: crate::unix_ms(),
         uptime_seconds: uptime,
         process: process_info(),
         runtime: runtime.map(runtime_info),
         agent: AgentInfo {
+            started_unix_ms: inner.started_unix_ms,
             site_capacity: inner.sites.capacity() as u64,
             sites_tracked: inner.sites.len() as u64,
             overflow_spawned: inner.lanes.totals(inner.sites.overflow()).spawned,

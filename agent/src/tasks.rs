@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::sync::{Mutex, MutexGuard};
 
 /// Overflow shards; a power of two.
@@ -119,13 +119,26 @@ impl TaskTable {
             slot.id.store(0, Ordering::Release);
             return Some(task);
         }
-        self.shard(id).remove(&id)
+        self.remove_overflow(id)
     }
 
-    /// Records the end of a poll; returns the task's site, or `None` for a task the table
-    /// does not have.
+    #[cold]
+    fn remove_overflow(&self, id: u64) -> Option<TaskSlot> {
+        let mut shard = self.shard(id);
+        let task = shard.remove(&id);
+        // Give memory back after a burst: nothing is kept for tasks that ended.
+        if shard.capacity() > 1024 && shard.len() < shard.capacity() / 4 {
+            let len = shard.len();
+            shard.shrink_to(len * 2);
+        }
+        task
+    }
+
+    /// Records the start of a poll; returns the task's site, or `None` for a task the
+    /// table does not have. Runs in the before-poll hook, while the polling worker owns the
+    /// task: no other thread can poll, finish or replace it meanwhile.
     #[inline]
-    pub(crate) fn poll_ended(&self, id: u64, now: u64) -> Option<u32> {
+    pub(crate) fn poll_started(&self, id: u64, now: u64) -> Option<u32> {
         let slot = self.slot(id);
         if slot.id.load(Ordering::Acquire) == id {
             // One poller at a time: plain load and store.
@@ -134,11 +147,11 @@ impl TaskTable {
             slot.last_poll.store(now, Ordering::Relaxed);
             return Some(slot.site.load(Ordering::Relaxed));
         }
-        self.poll_ended_overflow(id, now)
+        self.poll_started_overflow(id, now)
     }
 
     #[cold]
-    fn poll_ended_overflow(&self, id: u64, now: u64) -> Option<u32> {
+    fn poll_started_overflow(&self, id: u64, now: u64) -> Option<u32> {
         let mut shard = self.shard(id);
         let task = shard.get_mut(&id)?;
         task.polls = task.polls.saturating_add(1);
@@ -156,7 +169,9 @@ impl TaskTable {
                 continue;
             }
             let task = read(slot);
-            if slot.id.load(Ordering::Acquire) == id {
+            // The field loads must not move after the re-check of the id.
+            fence(Ordering::Acquire);
+            if slot.id.load(Ordering::Relaxed) == id {
                 out.push((id, task));
             }
         }
@@ -250,9 +265,9 @@ mod tests {
         t.insert(7, 3, 10);
         // 7 + 64 maps to the same ring slot: it goes to the overflow map.
         t.insert(71, 4, 11);
-        assert_eq!(t.poll_ended(7, 50), Some(3));
-        assert_eq!(t.poll_ended(71, 60), Some(4));
-        assert_eq!(t.poll_ended(8, 50), None);
+        assert_eq!(t.poll_started(7, 50), Some(3));
+        assert_eq!(t.poll_started(71, 60), Some(4));
+        assert_eq!(t.poll_started(8, 50), None);
         let mut all = t.collect();
         all.sort_by_key(|(id, _)| *id);
         assert_eq!(

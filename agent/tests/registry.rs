@@ -16,7 +16,12 @@ fn site_of(marker: &str) -> String {
         .enumerate()
         .find(|(_, l)| l.contains(marker) && !l.contains("site_of("))
         .unwrap_or_else(|| panic!("marker {marker} not found"));
-    let col = line.find("tokio::spawn").expect("spawn on marker line") + 1;
+    // `tokio::spawn(` is located at `tokio`; a method call (`handle.spawn(`) at its name.
+    let col = ["tokio::spawn(", "spawn("]
+        .iter()
+        .find_map(|p| line.find(p))
+        .expect("spawn on marker line")
+        + 1;
     format!("agent/tests/registry.rs:{}:{}", idx + 1, col)
 }
 
@@ -156,7 +161,7 @@ fn a_task_inside_a_poll_is_running() {
         // Blocks the worker on purpose: the poll stays in progress until released.
         release_rx.recv().unwrap();
     });
-    entered_rx.recv().unwrap();
+    entered_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 10 });
     assert_eq!(snap.tasks.len(), 1);
     assert_eq!(snap.tasks[0].state, TaskState::Running);
@@ -199,6 +204,119 @@ fn sites_beyond_the_cap_share_the_overflow_row() {
     );
     assert_eq!(snap.agent.overflow_spawned, 2);
     assert_eq!(snap.agent.sites_tracked, 2);
+}
+
+#[test]
+fn tasks_spawned_while_the_runtime_shuts_down_are_not_left_live() {
+    // A value whose drop spawns: dropped by the runtime's shutdown, it spawns into a closed
+    // runtime, where tokio runs the new task's terminate hook before its spawn hook.
+    struct SpawnOnDrop;
+    impl Drop for SpawnOnDrop {
+        fn drop(&mut self) {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async {}); // site: late
+            }
+        }
+    }
+    let (rt, agent) = runtime();
+    for _ in 0..5 {
+        let guard = SpawnOnDrop;
+        rt.spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+    }
+    drop(rt);
+    let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 100 });
+    let late = snap
+        .sites
+        .iter()
+        .find(|s| s.site == site_of("// site: late"))
+        .expect("late site");
+    assert_eq!((late.live, late.spawned, late.completed), (0, 5, 5));
+    assert_eq!(snap.tasks_total, 0, "{:?}", snap.tasks);
+    assert!(snap.tasks.is_empty());
+    // Only the two worker threads end untracked.
+    assert_eq!(snap.agent.untracked_terminations, 2);
+}
+
+#[test]
+fn tasks_beyond_the_ring_are_tracked_exactly() {
+    const N: u64 = 300;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all();
+    // 64 ring slots: most of the 300 live tasks go to the overflow map.
+    let agent = Agent::builder().task_slots(64).install(&mut builder);
+    let rt = builder.build().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let handles: Vec<_> = rt.block_on(async {
+        (0..N)
+            .map(|_| {
+                let mut rx = rx.clone();
+                tokio::spawn(async move { rx.wait_for(|go| *go).await.map(|_| ()) }) // site: many
+            })
+            .collect()
+    });
+    let site = site_of("// site: many");
+    wait_until(|| {
+        agent
+            .snapshot()
+            .sites
+            .iter()
+            .any(|s| s.site == site && s.polls >= N)
+    });
+    let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 1000 });
+    assert_eq!(snap.tasks.len() as u64, N);
+    assert!(snap.tasks.iter().all(|t| t.polls == 1 && t.site == site));
+    tx.send(true).unwrap();
+    rt.block_on(async {
+        for h in handles {
+            h.await.unwrap().unwrap();
+        }
+    });
+    wait_until(|| {
+        agent
+            .snapshot()
+            .sites
+            .iter()
+            .any(|s| s.site == site && s.completed == N)
+    });
+    let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 1000 });
+    let row = snap.sites.iter().find(|s| s.site == site).unwrap();
+    assert_eq!(
+        (row.live, row.spawned, row.completed, row.polls),
+        (0, N, N, 2 * N)
+    );
+    assert!(snap.tasks.is_empty());
+}
+
+#[test]
+fn two_agents_on_one_thread_count_apart() {
+    let make = || {
+        let mut builder = tokio::runtime::Builder::new_current_thread();
+        builder.enable_all();
+        let agent = taskscope::install(&mut builder);
+        (builder.build().unwrap(), agent)
+    };
+    let (rt_a, agent_a) = make();
+    let (rt_b, agent_b) = make();
+    for _ in 0..3 {
+        rt_a.block_on(async { tokio::spawn(async {}).await.unwrap() });
+        rt_b.block_on(async {
+            tokio::spawn(async {}).await.unwrap();
+            tokio::spawn(async {}).await.unwrap();
+        });
+    }
+    drop((rt_a, rt_b));
+    let spawned = |a: &Agent| {
+        a.snapshot()
+            .sites
+            .iter()
+            .map(|s| (s.spawned, s.completed, s.polls))
+            .fold((0, 0, 0), |x, y| (x.0 + y.0, x.1 + y.1, x.2 + y.2))
+    };
+    assert_eq!(spawned(&agent_a), (3, 3, 3));
+    assert_eq!(spawned(&agent_b), (6, 6, 6));
 }
 
 fn wait_until(mut cond: impl FnMut() -> bool) {

@@ -320,9 +320,10 @@ async fn batch(
     Ok(Json(serde_json::json!({ "imported": imported })))
 }
 
-/// `POST /orders`: stored as pending and accepted at once; the confirmation (a slow
-/// payment call) runs in a background task that outlives the request, bounded by
-/// [`CONFIRM_TIMEOUT`] and stopped by shutdown.
+/// `POST /orders`: stored as pending and accepted at once; the confirmation (a call to the
+/// upstream payment provider, slow for order ids divisible by 100) runs in a background
+/// task that outlives the request, bounded by [`CONFIRM_TIMEOUT`] (the order then stays
+/// pending) and stopped by shutdown.
 async fn create_order(
     State(state): State<AppState>,
     Json(o): Json<NewOrder>,
@@ -333,10 +334,17 @@ async fn create_order(
         .map_err(db_error)?;
     let db = state.inner.db.clone();
     let mut shutdown = state.inner.shutdown.clone();
+    let payment = state
+        .inner
+        .http
+        .post(format!("{}/payments/{id}", state.inner.upstream));
     tokio::spawn(async move {
         let confirm = async {
-            tokio::time::sleep(Duration::from_millis(50)).await; // the payment provider
-            db::confirm_order(&db, id).await
+            let paid = payment.send().await.and_then(|r| r.error_for_status());
+            match paid {
+                Ok(_) => db::confirm_order(&db, id).await.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("payment failed: {e}")),
+            }
         };
         tokio::select! {
             r = tokio::time::timeout(CONFIRM_TIMEOUT, confirm) => match r {

@@ -48,11 +48,11 @@ pub struct Args {
     pub faults: Vec<String>,
     /// Drive the service with this many requests per second from the built-in load
     /// generator.
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub load: Option<u32>,
     /// With --load: most requests in flight at once.
-    #[arg(long, default_value_t = 32)]
-    pub concurrency: usize,
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub concurrency: u32,
     /// With --load: stop the load after this many seconds and print its report (the
     /// service keeps running).
     #[arg(long, value_name = "SECS")]
@@ -170,7 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             load::LoadConfig {
                 base: service_url.clone(),
                 rate,
-                concurrency: args.concurrency,
+                concurrency: args.concurrency as usize,
                 duration: args.duration.map(Duration::from_secs),
                 progress: !args.tui && std::io::stderr().is_terminal(),
             },
@@ -185,17 +185,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
-    if args.tui {
+    // Held until here: dropping the sender reads as a stop request.
+    let _stop_tx = if args.tui {
         let result = taskscope_tui::run(taskscope_tui::Config {
             url: exporter_url,
             refresh: Duration::from_secs(1),
         });
         let _ = stop_tx.send(());
         result.context("the TUI failed")?;
+        None
     } else {
-        // Keep the sender alive while serving: dropping it would read as a stop request.
-        std::mem::forget(stop_tx);
-    }
+        Some(stop_tx)
+    };
 
     // Serve until stopped; then stop background work and faults, and give open connections
     // at most GRACE.

@@ -2,7 +2,9 @@
 //! running on the [`Outside`] runtime like a separate process would.
 //!
 //! `GET /preferences/{id}` answers after 3 ms; for ids divisible by 10 it answers 503, so
-//! some profile requests take the cancel-on-first-error path.
+//! some profile requests take the cancel-on-first-error path. `POST /payments/{order}`
+//! (the payment provider that confirms orders) answers after 50 ms, but takes 3 s for
+//! order ids divisible by 100, longer than the confirmation's timeout.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::outside::Outside;
 
@@ -27,7 +29,9 @@ pub fn start(outside: &Outside) -> std::io::Result<String> {
                 return;
             }
         };
-        let app = Router::new().route("/preferences/{id}", get(preferences));
+        let app = Router::new()
+            .route("/preferences/{id}", get(preferences))
+            .route("/payments/{order}", post(payment));
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("upstream stopped: {e}");
         }
@@ -47,4 +51,10 @@ async fn preferences(Path(id): Path<u64>) -> Result<String, (StatusCode, String)
         "{{\"theme\":\"{}\"}}",
         if id % 2 == 0 { "dark" } else { "light" }
     ))
+}
+
+async fn payment(Path(order): Path<u64>) -> &'static str {
+    let slow = order.is_multiple_of(100);
+    tokio::time::sleep(Duration::from_millis(if slow { 3000 } else { 50 })).await;
+    "paid"
 }

@@ -198,8 +198,7 @@ impl Families {
         self.overflow_spawned.inc_by(snap.agent.overflow_spawned);
         self.untracked_terminations
             .inc_by(snap.agent.untracked_terminations);
-        self.start_time
-            .set((snap.taken_at_unix_ms as f64 / 1e3 - snap.uptime_seconds).max(0.0));
+        self.start_time.set(snap.agent.started_unix_ms as f64 / 1e3);
     }
 }
 

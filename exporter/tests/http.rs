@@ -140,8 +140,8 @@ fn answers_while_every_worker_is_blocked() {
             let _ = release.lock().unwrap().recv();
         });
     }
-    entered_rx.recv().unwrap();
-    entered_rx.recv().unwrap();
+    entered_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    entered_rx.recv_timeout(Duration::from_secs(10)).unwrap();
 
     let (status, _, body) = get(exporter.local_addr(), "/metrics");
     assert_eq!(status, 200);

@@ -22,6 +22,7 @@ fn fixture() -> Snapshot {
             alive_tasks: 11,
             global_queue_depth: 3,
             worker_busy_seconds: vec![1.0, 2.0, 3.0, 4.0],
+            ..RuntimeInfo::default()
         }),
         // Deliberately not in live order: the view sorts.
         sites: vec![
