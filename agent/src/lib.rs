@@ -37,6 +37,13 @@
 //! not bounce cache lines. Sorting, labels and runtime metrics happen when someone reads a
 //! snapshot. See `agent/benches/spawn_storm.rs` and the README for the measured cost.
 
+#[cfg(not(tokio_unstable))]
+compile_error!(
+    "taskscope reads tokio's unstable task hooks: build with RUSTFLAGS=\"--cfg tokio_unstable\" \
+     or put `[build] rustflags = [\"--cfg\", \"tokio_unstable\"]` in .cargo/config.toml \
+     (see taskscope's README, \"Using the agent in your service\")"
+);
+
 pub mod model;
 pub mod site;
 

@@ -29,7 +29,7 @@ pub(crate) fn take(
     Snapshot {
         schema_version: SCHEMA_VERSION,
         taken_at_unix_ms: crate::unix_ms(),
-        uptime_seconds: uptime,
+        uptime_seconds: micros(uptime),
         process: process_info(),
         runtime: runtime.map(runtime_info),
         agent: AgentInfo {
@@ -60,7 +60,7 @@ fn site_rows(inner: &Inner, secs: &Seconds) -> Vec<SiteRow> {
                 spawned: t.spawned,
                 completed: t.completed,
                 polls: t.polls,
-                busy_seconds: secs.of_ticks(t.busy),
+                busy_seconds: micros(secs.of_ticks(t.busy)),
             })
         })
         .collect();
@@ -82,7 +82,7 @@ fn task_rows(inner: &Inner, max_tasks: usize, secs: &Seconds) -> Vec<TaskRow> {
             TaskRow {
                 id,
                 site: inner.sites.label(task.site).to_string(),
-                age_seconds: secs.since(task.spawned),
+                age_seconds: micros(secs.since(task.spawned)),
                 state: if running {
                     TaskState::Running
                 } else {
@@ -91,12 +91,18 @@ fn task_rows(inner: &Inner, max_tasks: usize, secs: &Seconds) -> Vec<TaskRow> {
                 idle_seconds: if running {
                     0.0
                 } else {
-                    secs.since(task.last_poll.max(task.spawned))
+                    micros(secs.since(task.last_poll.max(task.spawned)))
                 },
                 polls: u64::from(task.polls),
             }
         })
         .collect()
+}
+
+/// Rounds seconds to the microsecond: the clocks behind them are no finer, and JSON
+/// readers get `13.084` rather than `13.084000468000001`.
+fn micros(seconds: f64) -> f64 {
+    (seconds * 1e6).round() / 1e6
 }
 
 fn runtime_info(handle: &tokio::runtime::Handle) -> RuntimeInfo {
@@ -107,7 +113,7 @@ fn runtime_info(handle: &tokio::runtime::Handle) -> RuntimeInfo {
         alive_tasks: m.num_alive_tasks() as u64,
         global_queue_depth: m.global_queue_depth() as u64,
         worker_busy_seconds: (0..workers)
-            .map(|w| m.worker_total_busy_duration(w).as_secs_f64())
+            .map(|w| micros(m.worker_total_busy_duration(w).as_secs_f64()))
             .collect(),
         blocking_threads: m.num_blocking_threads() as u64,
         idle_blocking_threads: m.num_idle_blocking_threads() as u64,

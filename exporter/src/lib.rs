@@ -40,16 +40,17 @@ pub const MAX_SNAPSHOT_TASKS: usize = 100_000;
 #[derive(Debug, thiserror::Error)]
 pub enum ExporterError {
     /// The address could not be bound (in use, not local, no permission).
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
         /// Why.
+        #[source]
         source: std::io::Error,
     },
     /// The exporter's thread or runtime could not be started.
-    #[error("cannot start the exporter thread: {0}")]
-    Start(std::io::Error),
+    #[error("cannot start the exporter thread")]
+    Start(#[source] std::io::Error),
 }
 
 /// An exporter not yet listening.

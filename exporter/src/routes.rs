@@ -4,13 +4,11 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus::Registry;
-use serde::Deserialize;
 use taskscope::{Agent, SnapshotOptions};
 
 use crate::MAX_SNAPSHOT_TASKS;
@@ -31,6 +29,7 @@ pub(crate) fn router(agent: Agent) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/debug/taskscope/snapshot", get(snapshot))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -45,13 +44,27 @@ async fn index() -> &'static str {
 async fn not_found() -> (StatusCode, String) {
     (
         StatusCode::NOT_FOUND,
-        format!("no such endpoint; this exporter serves:\n{INDEX}"),
+        format!("no such endpoint. This is a {INDEX}"),
+    )
+}
+
+async fn method_not_allowed() -> (StatusCode, &'static str) {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed: every taskscope endpoint answers GET\n",
     )
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     match metrics::encode(&state.registry) {
-        Ok((body, content_type)) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Ok((body, content_type)) => (
+            [(
+                header::CONTENT_TYPE,
+                format!("{content_type}; charset=utf-8"),
+            )],
+            body,
+        )
+            .into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot encode metrics: {e}\n"),
@@ -60,32 +73,38 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SnapshotParams {
-    /// Live tasks to list, oldest first.
-    tasks: Option<usize>,
+/// Parses the snapshot's query: `tasks=N` at most once, nothing else.
+fn snapshot_params(pairs: &[(String, String)]) -> Result<usize, String> {
+    const USAGE: &str = "the snapshot takes one parameter: tasks=N (0 to 100000)";
+    let mut tasks = None;
+    for (key, value) in pairs {
+        if key != "tasks" {
+            return Err(format!("unknown parameter {key:?}; {USAGE}"));
+        }
+        if tasks.is_some() {
+            return Err(format!("parameter tasks given twice; {USAGE}"));
+        }
+        let n: usize = value
+            .parse()
+            .map_err(|_| format!("parameter tasks={value:?} is not a number; {USAGE}"))?;
+        if n > MAX_SNAPSHOT_TASKS {
+            return Err(format!(
+                "parameter tasks={n} is above the limit of {MAX_SNAPSHOT_TASKS}"
+            ));
+        }
+        tasks = Some(n);
+    }
+    Ok(tasks.unwrap_or(0))
 }
 
 async fn snapshot(
     State(state): State<Arc<AppState>>,
-    params: Result<Query<SnapshotParams>, QueryRejection>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
-    let params = match params {
-        Ok(Query(p)) => p,
-        Err(e) => {
-            return bad_request(format!(
-                "{}; parameters: tasks=N (0..={MAX_SNAPSHOT_TASKS})",
-                e.body_text()
-            ));
-        }
+    let max_tasks = match snapshot_params(&pairs) {
+        Ok(n) => n,
+        Err(message) => return bad_request(message),
     };
-    let max_tasks = params.tasks.unwrap_or(0);
-    if max_tasks > MAX_SNAPSHOT_TASKS {
-        return bad_request(format!(
-            "parameter tasks={max_tasks} is above the limit of {MAX_SNAPSHOT_TASKS}"
-        ));
-    }
     let snap = state.agent.snapshot_with(&SnapshotOptions { max_tasks });
     match serde_json::to_string(&snap) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),

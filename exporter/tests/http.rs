@@ -83,7 +83,7 @@ fn metrics_and_snapshot_report_the_waiting_tasks() {
     for _ in 0..200 {
         let (status, ctype, text) = get(addr, "/metrics");
         assert_eq!(status, 200);
-        assert!(ctype.starts_with("text/plain"), "{ctype}");
+        assert_eq!(ctype, "text/plain; version=0.0.4; charset=utf-8");
         body = text;
         if gauge(&body, "taskscope_task_polls_total", &site) == Some(3.0) {
             break;
@@ -166,35 +166,59 @@ fn answers_while_every_worker_is_blocked() {
 fn bad_requests_get_clear_errors() {
     let (_rt, exporter) = service(1);
     let addr = exporter.local_addr();
+    let usage = "the snapshot takes one parameter: tasks=N (0 to 100000)";
     let (status, _, body) = get(addr, "/debug/taskscope/snapshot?tasks=abc");
-    assert_eq!(status, 400);
-    assert!(body.contains("tasks"), "{body}");
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            format!("parameter tasks=\"abc\" is not a number; {usage}\n")
+        )
+    );
     let (status, _, body) = get(addr, "/debug/taskscope/snapshot?colour=red");
-    assert_eq!(status, 400);
-    assert!(body.contains("colour"), "{body}");
+    assert_eq!(
+        (status, body),
+        (400, format!("unknown parameter \"colour\"; {usage}\n"))
+    );
+    let (status, _, body) = get(addr, "/debug/taskscope/snapshot?tasks=1&tasks=2");
+    assert_eq!(
+        (status, body),
+        (400, format!("parameter tasks given twice; {usage}\n"))
+    );
     let (status, _, body) = get(addr, "/debug/taskscope/snapshot?tasks=100001");
-    assert_eq!(status, 400);
-    assert!(body.contains("100000"), "{body}");
+    assert_eq!(
+        (status, body.as_str()),
+        (400, "parameter tasks=100001 is above the limit of 100000\n")
+    );
     let (status, _, body) = get(addr, "/nope");
     assert_eq!(status, 404);
-    assert!(body.contains("/metrics"), "{body}");
+    assert!(
+        body.starts_with("no such endpoint. This is a taskscope exporter"),
+        "{body}"
+    );
+    assert!(body.contains("GET /metrics"), "{body}");
 
     let client_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let status = client_rt.block_on(async {
-        reqwest::Client::new()
+        let r = reqwest::Client::new()
             .post(format!("http://{addr}/metrics"))
             .send()
             .await
-            .unwrap()
-            .status()
-            .as_u16()
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
     });
-    assert_eq!(status, 405);
+    assert_eq!(status.0, 405);
+    assert_eq!(
+        status.1,
+        "method not allowed: every taskscope endpoint answers GET\n"
+    );
 
     let taken = Exporter::new(taskscope::Agent::builder().build()).bind(addr);
     let err = taken.expect_err("port in use");
-    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    assert_eq!(err.to_string(), format!("cannot listen on {addr}"));
+    let source = std::error::Error::source(&err).expect("the io error as source");
+    assert!(source.to_string().contains("in use"), "{source}");
 }

@@ -44,7 +44,7 @@ pub enum FetchError {
         detail: String,
     },
     /// The target answered with a non-success HTTP status.
-    #[error("HTTP {status} from {url}{}", fmt_detail(detail))]
+    #[error("HTTP {status} from {url}{}{}", fmt_detail(detail), hint(*status))]
     Status {
         /// The HTTP status code, e.g. 500.
         status: u16,
@@ -85,6 +85,15 @@ pub enum FetchError {
         /// Underlying error, flattened to text.
         detail: String,
     },
+}
+
+/// A 404 on the snapshot path usually means the URL is not a taskscope exporter.
+fn hint(status: u16) -> &'static str {
+    if status == 404 {
+        " (is this a taskscope exporter? give its base URL, e.g. http://127.0.0.1:6060)"
+    } else {
+        ""
+    }
 }
 
 fn fmt_detail(detail: &str) -> String {

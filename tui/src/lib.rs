@@ -50,8 +50,9 @@ impl Default for Config {
     }
 }
 
-/// Normalises a target URL: adds `http://` when no scheme is given and strips trailing
-/// slashes. Only `http` is supported (this build has no TLS).
+/// Normalises a target URL: adds `http://` when no scheme is given, strips trailing
+/// slashes and a trailing `/metrics` or `/debug/taskscope/snapshot` (the exporter's base is
+/// wanted). Only `http` is supported (this build has no TLS).
 pub fn normalize_url(url: &str) -> anyhow::Result<String> {
     let url = url.trim();
     anyhow::ensure!(!url.is_empty(), "the target URL is empty");
@@ -62,7 +63,13 @@ pub fn normalize_url(url: &str) -> anyhow::Result<String> {
         ),
         None => format!("http://{url}"),
     };
-    let url = url.trim_end_matches('/').to_string();
+    let mut url = url.trim_end_matches('/').to_string();
+    // People paste the URL of an endpoint they know; the TUI wants the exporter's base.
+    for endpoint in ["/debug/taskscope/snapshot", "/metrics"] {
+        if let Some(base) = url.strip_suffix(endpoint) {
+            url = base.trim_end_matches('/').to_string();
+        }
+    }
     anyhow::ensure!(
         url.len() > "http://".len(),
         "the target URL has no host: {url:?}"
@@ -78,6 +85,10 @@ pub fn normalize_url(url: &str) -> anyhow::Result<String> {
 pub fn run(config: Config) -> anyhow::Result<()> {
     let url = normalize_url(&config.url)?;
     let refresh = config.refresh.max(MIN_REFRESH);
+    anyhow::ensure!(
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        "taskscope draws in a terminal, but its output is not one"
+    );
     if tokio::runtime::Handle::try_current().is_ok() {
         return std::thread::scope(|s| {
             s.spawn(|| run_blocking(url, refresh))
@@ -221,6 +232,14 @@ mod tests {
         assert!(normalize_url("").is_err());
         assert!(normalize_url("http://").is_err());
         assert!(normalize_url("https://h").is_err());
+        assert_eq!(
+            normalize_url("127.0.0.1:6060/metrics").unwrap(),
+            "http://127.0.0.1:6060"
+        );
+        assert_eq!(
+            normalize_url("http://h:1/debug/taskscope/snapshot/").unwrap(),
+            "http://h:1"
+        );
     }
 
     #[test]

@@ -13,9 +13,9 @@ struct Cli {
     #[arg(default_value = taskscope_tui::DEFAULT_URL)]
     url: String,
 
-    /// Milliseconds between snapshots (at least 100).
+    /// Milliseconds between snapshots (100 to 60000).
     #[arg(long, value_name = "MS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(100..))]
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
     refresh: u64,
 }
 

@@ -60,6 +60,21 @@ impl History {
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }
+
+    /// Newest sample minus oldest: how much the value moved over the window.
+    pub fn delta(&self) -> i128 {
+        match (self.samples.front(), self.samples.back()) {
+            (Some(&first), Some(&last)) => i128::from(last) - i128::from(first),
+            _ => 0,
+        }
+    }
+}
+
+/// Whether `next` comes from another process (or agent) than `prev`.
+fn is_restart(prev: &Snapshot, next: &Snapshot) -> bool {
+    prev.process.pid != next.process.pid
+        || prev.agent.started_unix_ms != next.agent.started_unix_ms
+        || next.uptime_seconds < prev.uptime_seconds
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +119,8 @@ pub struct App {
     total_history: History,
     /// Successful polls so far.
     polls: u64,
+    /// When a snapshot last came from a different process than the one before.
+    restarted_at: Option<Instant>,
     selected: usize,
     offset: usize,
     viewport_rows: usize,
@@ -123,6 +140,7 @@ impl App {
             site_history: HashMap::new(),
             total_history: History::default(),
             polls: 0,
+            restarted_at: None,
             selected: 0,
             offset: 0,
             viewport_rows: 10,
@@ -145,6 +163,17 @@ impl App {
             Ok(snapshot) => {
                 self.status = ConnectionStatus::Connected;
                 self.received_at = Some(now);
+                if self
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|prev| is_restart(prev, &snapshot))
+                {
+                    // A new process: its counters start again, so the old history would
+                    // read as a drop. Start the history afresh and say so.
+                    self.site_history.clear();
+                    self.total_history = History::default();
+                    self.restarted_at = Some(now);
+                }
                 self.record(snapshot);
             }
             Err(e) => {
@@ -180,6 +209,11 @@ impl App {
     /// When the last good snapshot arrived.
     pub fn received_at(&self) -> Option<Instant> {
         self.received_at
+    }
+
+    /// When the target was last seen to restart (a new pid or agent start time).
+    pub fn restarted_at(&self) -> Option<Instant> {
+        self.restarted_at
     }
 
     /// Age of the last good snapshot.
@@ -338,6 +372,39 @@ impl App {
 /// True when the `NO_COLOR` environment variable is set and non-empty.
 pub fn no_color_from_env() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod restart_tests {
+    use super::*;
+
+    #[test]
+    fn a_new_process_restarts_the_history() {
+        let t0 = Instant::now();
+        let mut app = App::new("http://x", t0);
+        let mut snap = Snapshot::default();
+        snap.process.pid = 1;
+        snap.uptime_seconds = 10.0;
+        snap.sites = vec![taskscope::model::SiteRow {
+            site: "a.rs:1:1".into(),
+            live: 5,
+            ..Default::default()
+        }];
+        app.apply(Ok(snap.clone()), t0);
+        snap.sites[0].live = 9;
+        snap.uptime_seconds = 11.0;
+        app.apply(Ok(snap.clone()), t0 + Duration::from_secs(1));
+        assert_eq!(app.site_history("a.rs:1:1").unwrap().delta(), 4);
+        assert_eq!(app.restarted_at(), None);
+        snap.process.pid = 2;
+        snap.uptime_seconds = 0.5;
+        snap.sites[0].live = 1;
+        let t2 = t0 + Duration::from_secs(2);
+        app.apply(Ok(snap), t2);
+        assert_eq!(app.restarted_at(), Some(t2));
+        let h = app.site_history("a.rs:1:1").unwrap();
+        assert_eq!((h.len(), h.delta()), (1, 0));
+    }
 }
 
 #[cfg(test)]

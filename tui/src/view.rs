@@ -16,13 +16,16 @@ pub const SPARK_CHARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '�
 /// Widest sparkline column, in characters.
 pub const SPARK_WIDTH: usize = 20;
 
+/// Smallest range a sparkline is drawn against (see [`sparkline`]).
+pub const SPARK_MIN_RANGE: u64 = 10;
+
 /// The keys line at the bottom of the screen.
 pub const FOOTER: &str = "q quit  ↑/↓ select  PgUp/PgDn page  Home/End first/last";
 
-// Fixed column widths: Live, Spawned, Completed, Busy (s); then one space between columns.
-const NUM_WIDTHS: [u16; 4] = [6, 8, 9, 8];
-const COLUMN_GAPS: u16 = 5;
-const MIN_SITE_WIDTH: u16 = 32;
+// Fixed column widths: Live, Δ60s, Spawned, Completed, Busy (s); one space between columns.
+const NUM_WIDTHS: [u16; 5] = [6, 6, 8, 9, 8];
+const COLUMN_GAPS: u16 = 6;
+const MIN_SITE_WIDTH: u16 = 26;
 
 /// Draws the whole screen: header, spawn-site table, footer.
 pub fn render(frame: &mut Frame, app: &App) {
@@ -135,7 +138,13 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
     let process = snap.map_or_else(dash, |s| {
         format!("{} (pid {})", clean(&s.process.name), s.process.pid)
     });
-    let uptime = snap.map_or_else(dash, |s| fmt_uptime(s.uptime_seconds));
+    let mut uptime = snap.map_or_else(dash, |s| fmt_uptime(s.uptime_seconds));
+    if let Some(at) = app.restarted_at() {
+        let ago = app.now().saturating_duration_since(at).as_secs();
+        if ago < 600 {
+            uptime.push_str(&format!(" (restarted {ago}s ago)"));
+        }
+    }
     let runtime = snap.and_then(|s| s.runtime.as_ref());
     let workers = runtime.map_or_else(dash, |r| r.workers.to_string());
     lines.push(Line::from(vec![
@@ -211,6 +220,7 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
     let header = Row::new([
         Cell::from("Site"),
         right("Live".into()),
+        right("Δ60s".into()),
         right("Spawned".into()),
         right("Completed".into()),
         right("Busy (s)".into()),
@@ -219,10 +229,16 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
     .style(theme.fg(Color::Yellow).add_modifier(Modifier::BOLD));
 
     let body = rows.iter().map(|r| {
-        let history: Vec<u64> = app
-            .site_history(&r.site)
+        let site_history = app.site_history(&r.site);
+        let history: Vec<u64> = site_history
             .map(|h| h.samples().collect())
             .unwrap_or_default();
+        let delta = site_history.map_or(0, |h| h.delta());
+        let delta_style = if delta > 0 {
+            theme.fg(Color::Red)
+        } else {
+            theme.dim()
+        };
         let live_style = if r.live > 0 {
             Style::default().add_modifier(Modifier::BOLD)
         } else {
@@ -231,6 +247,7 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
         Row::new([
             Cell::from(truncate_left(&clean(&r.site), usize::from(site_width))),
             Cell::from(Line::from(r.live.to_string()).right_aligned()).style(live_style),
+            Cell::from(Line::from(fmt_delta(delta)).right_aligned()).style(delta_style),
             right(r.spawned.to_string()),
             right(r.completed.to_string()),
             right(fmt_busy(r.busy_seconds)),
@@ -244,6 +261,7 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(NUM_WIDTHS[1]),
         Constraint::Length(NUM_WIDTHS[2]),
         Constraint::Length(NUM_WIDTHS[3]),
+        Constraint::Length(NUM_WIDTHS[4]),
         Constraint::Length(spark_width),
     ];
     let table = Table::new(body, widths)
@@ -273,17 +291,33 @@ pub fn sparkline(samples: &[u64], width: usize) -> String {
         .collect();
     columns.reverse();
     let max = columns.iter().copied().max().unwrap_or(0);
+    let min = columns.iter().copied().min().unwrap_or(0);
+    // A series that moves by at least SPARK_MIN_RANGE is drawn from its own minimum to its
+    // maximum, so a climb from 2400 to 3000 still reads as a climb. Smaller moves are drawn
+    // from 0 against at least SPARK_MIN_RANGE, so a site flickering between 0 and 2 reads
+    // as flat, not as spikes.
+    let (lo, hi) = if max - min >= SPARK_MIN_RANGE {
+        (min, max)
+    } else {
+        (0, max.max(SPARK_MIN_RANGE))
+    };
+    let span = u128::from(hi - lo);
     let mut out = " ".repeat(width - columns.len());
     for v in columns {
-        let level = if max == 0 {
-            0
-        } else {
-            // Round to nearest of the 8 levels; u128 so that huge counts cannot overflow.
-            ((u128::from(v) * 7 + u128::from(max) / 2) / u128::from(max)) as usize
-        };
+        // Round to nearest of the 8 levels; u128 so that huge counts cannot overflow.
+        let level = ((u128::from(v - lo) * 7 + span / 2) / span) as usize;
         out.push(SPARK_CHARS[level.min(7)]);
     }
     out
+}
+
+/// A signed change: `+12`, `-3`, `0`.
+fn fmt_delta(d: i128) -> String {
+    if d > 0 {
+        format!("+{d}")
+    } else {
+        d.to_string()
+    }
 }
 
 /// Seconds of uptime as `1d 02h`, `3h 04m 05s`, `4m 05s` or `5s`.
@@ -329,9 +363,14 @@ fn truncate_left(s: &str, width: usize) -> String {
     if width == 0 {
         return String::new();
     }
-    let mut out = String::from("…");
-    out.extend(s.chars().skip(n - (width - 1)));
-    out
+    let tail: String = s.chars().skip(n - (width - 1)).collect();
+    // Cut at a path separator when that still leaves the file name: "…/serve/mod.rs:389:5"
+    // reads better than "…ve/mod.rs:389:5".
+    let tail = match tail.find('/') {
+        Some(i) if i > 0 && tail[i..].chars().count() > 1 => tail[i..].to_string(),
+        _ => tail,
+    };
+    format!("…{tail}")
 }
 
 #[cfg(test)]
@@ -343,13 +382,20 @@ mod tests {
         assert_eq!(sparkline(&[], 5), "     ");
         // One column per sample when the column is as wide as the ring.
         assert_eq!(sparkline(&[0, 0], HISTORY_LEN).trim_start(), "▁▁");
-        assert_eq!(sparkline(&[0, 7, 3], HISTORY_LEN).trim_start(), "▁█▄");
+        assert_eq!(sparkline(&[0, 14, 7], HISTORY_LEN).trim_start(), "▁█▅");
+        // Small moves are drawn against 0..10: flat, not spikes.
+        assert_eq!(sparkline(&[0, 2, 1], HISTORY_LEN).trim_start(), "▁▂▂");
+        // A climb far from zero still reads as a climb.
+        assert_eq!(
+            sparkline(&[2400, 2700, 3000], HISTORY_LEN).trim_start(),
+            "▁▅█"
+        );
         // Narrow: a column covers HISTORY_LEN / width samples, so the scale is stable.
-        assert_eq!(sparkline(&[0, 7], 4), "   █");
+        assert_eq!(sparkline(&[0, 70], 4), "   █");
         assert_eq!(sparkline(&[1, 2, 3], 0), "");
         assert_eq!(sparkline(&[u64::MAX, 0], HISTORY_LEN).trim_start(), "█▁");
         // 60 samples into 20 columns: max of each group of 3, newest at the right.
-        let samples: Vec<u64> = (0..60).map(|i| if i == 59 { 9 } else { 0 }).collect();
+        let samples: Vec<u64> = (0..60).map(|i| if i == 59 { 20 } else { 0 }).collect();
         let s = sparkline(&samples, 20);
         assert_eq!(s.chars().count(), 20);
         assert!(s.ends_with('█'));
@@ -364,6 +410,10 @@ mod tests {
         assert_eq!(fmt_uptime(-1.0), "-");
         assert_eq!(fmt_busy(1.234), "1.23");
         assert_eq!(truncate_left("abcdef", 4), "…def");
+        assert_eq!(
+            truncate_left("axum-0.8.9/src/serve/mod.rs:389:5", 22),
+            "…/serve/mod.rs:389:5"
+        );
         assert_eq!(truncate_left("abc", 4), "abc");
         assert_eq!(clean("a\x1b[2Jb"), "a\u{fffd}[2Jb");
     }

@@ -103,12 +103,13 @@ fn connected_app(t0: Instant) -> App {
 fn assert_rows(lines: &[String]) {
     let rows = site_rows(lines);
     assert_eq!(rows.len(), 3, "{lines:#?}");
-    // Site, Live, Spawned, Completed, Busy, then the sparkline.
+    // Site, Live, Δ60s, Spawned, Completed, Busy, then the sparkline.
     assert_eq!(
-        rows[0][..5],
+        rows[0][..6],
         words(&[
             "demo-service/src/faults/leak.rs:42:5",
             "7",
+            "+1",
             "7",
             "0",
             "1.23"
@@ -116,26 +117,34 @@ fn assert_rows(lines: &[String]) {
         "{lines:#?}"
     );
     assert_eq!(
-        rows[1][..5],
-        words(&["axum-0.8.9/src/serve/mod.rs:389:5", "2", "40", "38", "0.50"]),
+        rows[1][..6],
+        words(&[
+            "axum-0.8.9/src/serve/mod.rs:389:5",
+            "2",
+            "+1",
+            "40",
+            "38",
+            "0.50"
+        ]),
         "{lines:#?}"
     );
     assert_eq!(
-        rows[2][..5],
-        words(&["demo-service/src/main.rs:77:9", "0", "3", "3", "0.00"]),
+        rows[2][..6],
+        words(&["demo-service/src/main.rs:77:9", "0", "0", "3", "3", "0.00"]),
         "{lines:#?}"
     );
-    // Two columns each: leak went 6 -> 7, axum 1 -> 2, the idle site stayed at 0.
-    assert_eq!(rows[0][5], "▇█", "{lines:#?}");
-    assert_eq!(rows[1][5], "▅█", "{lines:#?}");
-    assert_eq!(rows[2][5], "▁▁", "{lines:#?}");
+    // Two columns each, small moves drawn against 0..10: leak went 6 -> 7, axum 1 -> 2
+    // (flat, not a spike), the idle site stayed at 0.
+    assert_eq!(rows[0][6], "▅▆", "{lines:#?}");
+    assert_eq!(rows[1][6], "▂▂", "{lines:#?}");
+    assert_eq!(rows[2][6], "▁▁", "{lines:#?}");
 }
 
 #[test]
 fn renders_connected_snapshot() {
     let t0 = Instant::now();
     let app = connected_app(t0);
-    let lines = screen(&app, 100, 20);
+    let lines = screen(&app, 110, 20);
     let text = lines.join("\n");
 
     assert!(text.contains("Target: http://127.0.0.1:6060"), "{text}");
@@ -173,7 +182,7 @@ fn renders_disconnected_with_last_rows() {
         t0 + Duration::from_secs(7),
     );
     app.tick(t0 + Duration::from_secs(10));
-    let lines = screen(&app, 100, 20);
+    let lines = screen(&app, 110, 20);
     let text = lines.join("\n");
 
     assert!(text.contains("DISCONNECTED"), "{text}");
@@ -202,8 +211,14 @@ fn fits_80x24() {
     let rows = site_rows(&lines);
     assert_eq!(rows.len(), 3, "{lines:#?}");
     // Long sites keep their file:line:col end when cut.
-    assert!(rows[0][0].ends_with("leak.rs:42:5"), "{lines:#?}");
-    assert_eq!(rows[0][1..5], words(&["7", "7", "0", "1.23"]), "{lines:#?}");
+    assert_eq!(rows[0][0], "…/src/faults/leak.rs:42:5", "{lines:#?}");
+    assert_eq!(
+        rows[0][1..6],
+        words(&["7", "+1", "7", "0", "1.23"]),
+        "{lines:#?}"
+    );
+    // 9 sparkline columns here, 7 samples each: the 6 polls make one column.
+    assert_eq!(rows[0][6], "▆", "{lines:#?}");
 }
 
 #[test]

@@ -1,0 +1,95 @@
+//! End to end: fault S1 (idle keep-alive connections) in the demo as a real process; what
+//! taskscope reports at the connection task's spawn site.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Demo, site_of};
+use taskscope::model::{Snapshot, TaskRow, TaskState};
+
+const FILE: &str = "demo-service/src/faults/s1_idle_keepalive.rs";
+const N: usize = 50;
+
+/// The fault's status from `GET /faults`.
+async fn status(demo: &Demo, name: &str) -> serde_json::Value {
+    let (code, body) = demo.get("/faults").await;
+    assert_eq!(code, 200, "{body}");
+    let all: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    all.as_array()
+        .expect("a list")
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no fault {name} in {body}"))["status"]
+        .clone()
+}
+
+fn at<'a>(snap: &'a Snapshot, site: &str) -> Vec<&'a TaskRow> {
+    snap.tasks.iter().filter(|t| t.site == site).collect()
+}
+
+fn min_idle(tasks: &[&TaskRow]) -> f64 {
+    tasks
+        .iter()
+        .map(|t| t.idle_seconds)
+        .fold(f64::INFINITY, f64::min)
+}
+
+#[tokio::test]
+async fn silent_keepalive_connections_stay_live_and_idle_at_the_connection_site() {
+    let demo = Demo::start(&[]);
+    let site = site_of(FILE, "// fault site: S1 connection");
+    demo.fault_on("S1").await;
+    demo.wait_live(&site, N as u64).await;
+
+    // Every client got its answer and went silent.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(&demo, "S1").await;
+        if s["clients_silent"] == N && s["requests_answered"] == N {
+            break;
+        }
+        assert!(Instant::now() < deadline, "clients never all answered: {s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the last connection tasks park on their next read.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let first = demo.snapshot().await;
+    let tasks = at(&first, &site);
+    assert_eq!(tasks.len(), N, "tasks at {site}");
+    assert!(
+        tasks.iter().all(|t| t.state == TaskState::Idle),
+        "not all idle: {tasks:?}"
+    );
+    let row = first
+        .sites
+        .iter()
+        .find(|s| s.site == site)
+        .unwrap_or_else(|| panic!("no row for {site}"));
+    assert_eq!(
+        (row.live, row.spawned, row.completed),
+        (N as u64, N as u64, 0)
+    );
+
+    // Nobody polls them: the time since their last poll keeps growing.
+    const GAP: f64 = 0.6;
+    tokio::time::sleep(Duration::from_secs_f64(GAP)).await;
+    let second = demo.snapshot().await;
+    let later = at(&second, &site);
+    assert_eq!(later.len(), N);
+    assert!(later.iter().all(|t| t.state == TaskState::Idle));
+    let (min1, min2) = (min_idle(&tasks), min_idle(&later));
+    assert!(
+        min2 >= min1 + GAP - 0.01,
+        "idle_seconds did not grow: min {min1} then {min2}"
+    );
+    for t in &later {
+        let before = tasks.iter().find(|b| b.id == t.id).expect("same tasks");
+        assert_eq!(t.polls, before.polls, "task {} was polled", t.id);
+    }
+
+    // Off: clients gone, connection tasks read EOF and end.
+    demo.fault_off("S1").await;
+    demo.wait_live(&site, 0).await;
+}
