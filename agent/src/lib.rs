@@ -48,6 +48,9 @@ pub mod model;
 pub mod site;
 
 mod clock;
+pub mod dump;
+#[cfg(all(feature = "taskdump", target_os = "linux"))]
+mod frames;
 mod lanes;
 mod snapshot;
 mod tasks;
@@ -63,6 +66,7 @@ use lanes::{Lanes, PollEnd};
 use site::SiteTable;
 use tasks::{TaskTable, id_to_u64};
 
+pub use dump::{DumpError, DumpOptions};
 pub use snapshot::SnapshotOptions;
 
 /// Default cap on distinct spawn sites (see [`AgentBuilder::site_capacity`]).
@@ -108,6 +112,8 @@ struct Inner {
     runtime: Weak<OnceLock<Handle>>,
     /// Set once the handle is stored (or cannot be), so the poll hook checks one flag.
     runtime_seen: AtomicBool,
+    /// Held while a task dump runs: one at a time.
+    dump_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Installs a new agent with default settings on `builder`.
@@ -166,6 +172,7 @@ impl AgentBuilder {
                 untracked_terminations: AtomicU64::new(0),
                 runtime: Arc::downgrade(&runtime),
                 runtime_seen: AtomicBool::new(false),
+                dump_lock: Arc::new(tokio::sync::Mutex::new(())),
             }),
         }
     }
@@ -200,6 +207,18 @@ impl Agent {
     /// Reads the per-site counters and runtime facts (no per-task list).
     pub fn snapshot(&self) -> model::Snapshot {
         self.snapshot_with(&SnapshotOptions::default())
+    }
+
+    /// Takes a task dump: every live task grouped by spawn site and, when the build has
+    /// tokio's task dumps (feature `taskdump`), the frames where it waits.
+    ///
+    /// Call it from a runtime other than the instrumented one (the exporter's): it awaits
+    /// tokio's dump, which pauses the instrumented runtime's workers. One dump at a time
+    /// ([`DumpError::Busy`] otherwise). When a worker is stuck in a long poll, or tokio's
+    /// dump does not finish within the timeout, the answer comes from the registry alone
+    /// and says why.
+    pub async fn dump(&self, options: &DumpOptions) -> Result<model::Dump, DumpError> {
+        dump::take(&self.inner, self.runtime.get().cloned(), options).await
     }
 
     /// Reads a snapshot, with the per-task list if `options` asks for it.

@@ -147,3 +147,123 @@ pub struct TaskRow {
     /// Times the task was polled.
     pub polls: u64,
 }
+
+/// Where a dump's answer comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DumpSource {
+    /// tokio's task dump: every task traced to the await point it waits at.
+    Traced,
+    /// The agent's registry alone: spawn sites, states and ages, no await points (no task
+    /// dump support in this build, workers blocked, or the dump timed out).
+    #[default]
+    Registry,
+    /// A source this reader does not know (sent by a newer agent).
+    #[serde(other)]
+    Unknown,
+}
+
+/// A task dump: live tasks grouped by spawn site and the frames where they wait, like Go's
+/// `/debug/pprof/goroutine?debug=1`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Dump {
+    /// [`SCHEMA_VERSION`] of the agent that took it.
+    pub schema_version: u32,
+    /// Wall-clock time the dump was taken, milliseconds since the Unix epoch.
+    pub taken_at_unix_ms: u64,
+    /// Seconds the whole dump took, resolving symbols included.
+    pub took_seconds: f64,
+    /// Seconds tokio's `Handle::dump` took: the runtime's workers are paused about as long.
+    pub paused_seconds: f64,
+    /// Traced, or from the registry only.
+    pub source: DumpSource,
+    /// False when tasks are missing or the answer fell back to the registry; `notes` say
+    /// why.
+    pub complete: bool,
+    /// Plain sentences about what this dump is and is not.
+    pub notes: Vec<String>,
+    /// Polls in progress for longer than the threshold when the dump was asked for.
+    pub blocked: Vec<BlockedPoll>,
+    /// Live tasks in the dump.
+    pub total_tasks: u64,
+    /// Groups by (spawn site, stacks), largest first.
+    pub groups: Vec<DumpGroup>,
+    /// Every task, when asked for (`debug=2`), oldest first.
+    pub tasks: Vec<DumpTask>,
+}
+
+/// A poll that has been running too long: a task blocking its worker.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BlockedPoll {
+    /// The task being polled.
+    pub task: u64,
+    /// Its spawn site.
+    pub site: String,
+    /// Seconds the poll has been running.
+    pub seconds: f64,
+}
+
+/// One frame of a stack.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Frame {
+    /// Demangled function name, without the hash suffix.
+    pub function: String,
+    /// Source file, shortened like spawn sites (empty when unknown).
+    pub file: String,
+    /// Line (0 when unknown).
+    pub line: u32,
+}
+
+/// Smallest, median and largest of a set of durations, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Spread {
+    /// Smallest.
+    pub min: f64,
+    /// Median.
+    pub median: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// Tasks with the same spawn site waiting at the same frames.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DumpGroup {
+    /// Spawn site, as in [`SiteRow::site`].
+    pub site: String,
+    /// Where they wait: one stack per leaf future being awaited (several under `join!`),
+    /// innermost frame first; runtime internals are collapsed to the leaf they wait on.
+    pub stacks: Vec<Vec<Frame>>,
+    /// How many tasks.
+    pub count: u64,
+    /// Their idle times (seconds since the last poll).
+    pub idle_seconds: Spread,
+    /// Their ages.
+    pub age_seconds: Spread,
+    /// The first few task ids of the group (at most 10).
+    pub task_ids: Vec<u64>,
+}
+
+/// One task of a dump.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DumpTask {
+    /// tokio's task id.
+    pub id: u64,
+    /// Spawn site.
+    pub site: String,
+    /// Running or idle when the dump was taken.
+    pub state: TaskState,
+    /// Seconds since spawn.
+    pub age_seconds: f64,
+    /// Seconds since its last poll.
+    pub idle_seconds: f64,
+    /// Polls so far (dump polls not counted).
+    pub polls: u64,
+    /// Where it waits, as in [`DumpGroup::stacks`].
+    pub stacks: Vec<Vec<Frame>>,
+}

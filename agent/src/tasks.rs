@@ -22,6 +22,10 @@ const SHARDS: usize = 64;
 /// Marks a ring slot being written by its claimant (never a real id: ids count up from 1).
 const CLAIMING: u64 = u64::MAX;
 
+/// High bit of a slot's site: the task's next poll is the spurious one a task dump leaves
+/// behind, and must not count (site numbers stay far below it).
+const SKIP_NEXT_POLL: u32 = 1 << 31;
+
 /// What the agent knows of a live task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TaskSlot {
@@ -31,6 +35,9 @@ pub(crate) struct TaskSlot {
     pub(crate) spawned: u64,
     /// Coarse clock reading at the start of the last poll; 0 if never polled.
     pub(crate) last_poll: u64,
+    /// The next poll is a task dump's spurious one (overflow map only; ring slots keep it
+    /// in the site's high bit).
+    pub(crate) skip_next_poll: bool,
 }
 
 /// A ring slot (32 bytes); `id` is 0 when free.
@@ -106,6 +113,7 @@ impl TaskTable {
             polls: 0,
             spawned: now,
             last_poll: 0,
+            skip_next_poll: false,
         };
         self.shard(id).insert(id, slot);
     }
@@ -141,11 +149,16 @@ impl TaskTable {
     pub(crate) fn poll_started(&self, id: u64, now: u64) -> Option<u32> {
         let slot = self.slot(id);
         if slot.id.load(Ordering::Acquire) == id {
+            let site = slot.site.load(Ordering::Relaxed);
+            if site & SKIP_NEXT_POLL != 0 {
+                slot.site.fetch_and(!SKIP_NEXT_POLL, Ordering::Relaxed);
+                return None;
+            }
             // One poller at a time: plain load and store.
             let polls = slot.polls.load(Ordering::Relaxed);
             slot.polls.store(polls.saturating_add(1), Ordering::Relaxed);
             slot.last_poll.store(now, Ordering::Relaxed);
-            return Some(slot.site.load(Ordering::Relaxed));
+            return Some(site);
         }
         self.poll_started_overflow(id, now)
     }
@@ -154,9 +167,54 @@ impl TaskTable {
     fn poll_started_overflow(&self, id: u64, now: u64) -> Option<u32> {
         let mut shard = self.shard(id);
         let task = shard.get_mut(&id)?;
+        if std::mem::take(&mut task.skip_next_poll) {
+            return None;
+        }
         task.polls = task.polls.saturating_add(1);
         task.last_poll = now;
         Some(task.site)
+    }
+
+    #[cfg_attr(not(all(feature = "taskdump", target_os = "linux")), allow(dead_code))]
+    /// Marks every live task so that its next poll is not counted: a task dump re-polls
+    /// every task (without hooks) and then wakes it, and the poll that follows is the dump's,
+    /// not the task's. Returns how many were marked.
+    pub(crate) fn skip_next_polls(&self) -> usize {
+        let mut n = 0;
+        for slot in self.ring.iter() {
+            let id = slot.id.load(Ordering::Acquire);
+            if id != 0 && id != CLAIMING {
+                slot.site.fetch_or(SKIP_NEXT_POLL, Ordering::Relaxed);
+                n += 1;
+            }
+        }
+        for shard in self.overflow.iter() {
+            let mut shard = shard.0.lock().unwrap_or_else(|e| e.into_inner());
+            for task in shard.values_mut() {
+                task.skip_next_poll = true;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    #[cfg_attr(not(all(feature = "taskdump", target_os = "linux")), allow(dead_code))]
+    /// Unmarks tasks the dump did not trace: their next poll is their own.
+    pub(crate) fn unskip_except(&self, traced: &std::collections::HashSet<u64>) {
+        for slot in self.ring.iter() {
+            let id = slot.id.load(Ordering::Acquire);
+            if id != 0 && id != CLAIMING && !traced.contains(&id) {
+                slot.site.fetch_and(!SKIP_NEXT_POLL, Ordering::Relaxed);
+            }
+        }
+        for shard in self.overflow.iter() {
+            let mut shard = shard.0.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, task) in shard.iter_mut() {
+                if !traced.contains(id) {
+                    task.skip_next_poll = false;
+                }
+            }
+        }
     }
 
     /// Copies out every live task. Ring slots are read without locks (a slot that changes
@@ -193,8 +251,10 @@ fn zeroed_ring(n: usize) -> Box<[RingSlot]> {
 }
 
 fn read(slot: &RingSlot) -> TaskSlot {
+    let site = slot.site.load(Ordering::Relaxed);
     TaskSlot {
-        site: slot.site.load(Ordering::Relaxed),
+        site: site & !SKIP_NEXT_POLL,
+        skip_next_poll: site & SKIP_NEXT_POLL != 0,
         polls: slot.polls.load(Ordering::Relaxed),
         spawned: slot.spawned.load(Ordering::Relaxed),
         last_poll: slot.last_poll.load(Ordering::Relaxed),

@@ -1,0 +1,375 @@
+//! Task dumps: every live task with the spawn site the registry knows and, with tokio's
+//! task dump, the frames where it waits; grouped like Go's `goroutine?debug=1`.
+//!
+//! tokio's `Handle::dump` pauses the workers and re-polls every task, so a dump is taken
+//! only on request, one at a time, under a timeout, and never while a worker is stuck in a
+//! long poll: tokio then returns a partial dump and leaves the other workers stuck on an
+//! internal barrier (tokio #7478). In those cases, and in builds without the `taskdump`
+//! feature, the answer comes from the registry alone and says so.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::Inner;
+use crate::clock::Seconds;
+use crate::model::{
+    BlockedPoll, Dump, DumpGroup, DumpSource, DumpTask, Frame, SCHEMA_VERSION, Spread, TaskState,
+};
+use crate::tasks::TaskSlot;
+
+/// Settings of one dump.
+#[derive(Debug, Clone)]
+pub struct DumpOptions {
+    /// Trace tasks with tokio's task dump (when the build supports it); `false` answers from
+    /// the registry only, which never pauses the runtime.
+    pub trace: bool,
+    /// Give up on tokio's dump after this long and answer from the registry.
+    pub timeout: Duration,
+    /// A poll running longer than this means a blocked worker: no traced dump then.
+    pub blocked_threshold: Duration,
+    /// List every task (like `debug=2`), not only the groups.
+    pub tasks: bool,
+    /// Only tasks spawned at this site.
+    pub site: Option<String>,
+}
+
+impl Default for DumpOptions {
+    fn default() -> Self {
+        DumpOptions {
+            trace: true,
+            timeout: Duration::from_secs(5),
+            blocked_threshold: Duration::from_millis(100),
+            tasks: false,
+            site: None,
+        }
+    }
+}
+
+/// Why no dump could be taken at all.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DumpError {
+    /// Another dump is in progress (or a timed-out one has not finished yet).
+    #[error("another task dump is in progress; try again when it is done")]
+    Busy,
+}
+
+/// Whether this build can trace tasks.
+pub const TRACING_SUPPORTED: bool = cfg!(all(feature = "taskdump", target_os = "linux"));
+
+/// A task as the dump sees it: the registry's facts, plus stacks when traced.
+struct Entry {
+    id: u64,
+    slot: TaskSlot,
+    running: bool,
+    stacks: Vec<Vec<Frame>>,
+}
+
+pub(crate) async fn take(
+    inner: &Arc<Inner>,
+    runtime: Option<tokio::runtime::Handle>,
+    options: &DumpOptions,
+) -> Result<Dump, DumpError> {
+    let started = Instant::now();
+    // One at a time. A dump that timed out keeps the lock until tokio's dump really ends.
+    let Ok(guard) = Arc::clone(&inner.dump_lock).try_lock_owned() else {
+        return Err(DumpError::Busy);
+    };
+    let secs = inner.clock.calibrate();
+    let blocked = blocked_polls(inner, &secs, options.blocked_threshold);
+    let mut notes = Vec::new();
+    let mut source = DumpSource::Registry;
+    let mut complete = true;
+    let mut paused = 0.0;
+    let mut traces: HashMap<u64, Vec<Vec<Frame>>> = HashMap::new();
+
+    if !options.trace {
+        notes.push("registry only, as asked: spawn sites, states and ages, no await points".into());
+    } else if !TRACING_SUPPORTED {
+        notes.push(
+            "registry only: this build has no task dumps (enable taskscope's `taskdump` \
+             feature, Linux only) for await points"
+                .into(),
+        );
+    } else if let Some(b) = blocked.first() {
+        complete = false;
+        notes.push(format!(
+            "registry only: task {} (spawned at {}) has been in one poll for {:.1} s, \
+             blocking its worker; a task dump now could stall the runtime (tokio #7478), so \
+             none was taken",
+            b.task, b.site, b.seconds
+        ));
+    } else if let Some(handle) = runtime {
+        match trace(inner, handle, options.timeout, guard).await {
+            Traced::Done {
+                traces: t,
+                paused: p,
+            } => {
+                traces = t;
+                paused = p;
+                source = DumpSource::Traced;
+            }
+            Traced::TimedOut => {
+                complete = false;
+                notes.push(format!(
+                    "registry only: tokio's task dump did not finish within {:.1} s (a worker \
+                     may be blocked); it goes on in the background and later dumps are \
+                     refused until it ends",
+                    options.timeout.as_secs_f64()
+                ));
+            }
+        }
+    } else {
+        notes.push("registry only: the runtime has not polled a task yet".into());
+    }
+
+    relativize(inner, &mut traces);
+    let running: HashSet<u64> = inner.lanes.in_progress().iter().map(|p| p.task).collect();
+    let mut entries: Vec<Entry> = inner
+        .tasks
+        .collect()
+        .into_iter()
+        .map(|(id, slot)| Entry {
+            id,
+            running: running.contains(&id),
+            stacks: traces.remove(&id).unwrap_or_default(),
+            slot,
+        })
+        .collect();
+    if source == DumpSource::Traced {
+        let untraced = entries
+            .iter()
+            .filter(|e| e.stacks.is_empty() && !e.running)
+            .count();
+        if untraced > 0 {
+            notes.push(format!(
+                "{untraced} tasks have no stack: spawned during the dump, or waiting on \
+                 something tokio's dump cannot trace"
+            ));
+        }
+    }
+    if let Some(site) = &options.site {
+        entries.retain(|e| inner.sites.label(e.slot.site) == site);
+    }
+    let secs = inner.clock.calibrate();
+    let groups = groups(inner, &entries, &secs);
+    let tasks = if options.tasks {
+        task_rows(inner, &mut entries, &secs)
+    } else {
+        Vec::new()
+    };
+    Ok(Dump {
+        schema_version: SCHEMA_VERSION,
+        taken_at_unix_ms: crate::unix_ms(),
+        took_seconds: started.elapsed().as_secs_f64(),
+        paused_seconds: paused,
+        source,
+        complete,
+        notes,
+        blocked,
+        total_tasks: entries.len() as u64,
+        groups,
+        tasks,
+    })
+}
+
+/// Debug info names the service's own files by absolute path, while spawn sites name them
+/// relative to the workspace, as rustc was given them. Where an absolute frame path ends
+/// with a relative spawn-site file, the part before is the build's root: strip it from
+/// every frame, so frames and sites read alike and do not depend on the build machine.
+fn relativize(inner: &Inner, traces: &mut HashMap<u64, Vec<Vec<Frame>>>) {
+    let site_files: HashSet<String> = (0..inner.sites.len() as u32)
+        .filter_map(|s| {
+            let label = inner.sites.label(s);
+            let file = label.rsplitn(3, ':').nth(2)?;
+            (!file.starts_with('/')).then(|| file.to_string())
+        })
+        .collect();
+    let mut roots: HashSet<String> = HashSet::new();
+    let frames = || traces.values().flatten().flatten();
+    for f in frames() {
+        if !f.file.starts_with('/') {
+            continue;
+        }
+        for site_file in &site_files {
+            if let Some(root) = f.file.strip_suffix(site_file.as_str())
+                && root.ends_with('/')
+            {
+                roots.insert(root.to_string());
+            }
+        }
+    }
+    if roots.is_empty() {
+        return;
+    }
+    for f in traces.values_mut().flatten().flatten() {
+        if let Some(rest) = roots.iter().find_map(|r| f.file.strip_prefix(r.as_str())) {
+            f.file = rest.to_string();
+        }
+    }
+}
+
+/// Polls in progress longer than `threshold`, longest first.
+fn blocked_polls(inner: &Inner, secs: &Seconds, threshold: Duration) -> Vec<BlockedPoll> {
+    let by_id: HashMap<u64, u32> = inner
+        .tasks
+        .collect()
+        .into_iter()
+        .map(|(id, slot)| (id, slot.site))
+        .collect();
+    let mut blocked: Vec<BlockedPoll> = inner
+        .lanes
+        .in_progress()
+        .into_iter()
+        .map(|p| BlockedPoll {
+            task: p.task,
+            site: by_id.get(&p.task).map_or_else(
+                || "(unknown)".to_string(),
+                |&s| inner.sites.label(s).to_string(),
+            ),
+            seconds: secs.since(p.started),
+        })
+        .filter(|b| b.seconds > threshold.as_secs_f64())
+        .collect();
+    blocked.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    blocked
+}
+
+#[cfg_attr(not(all(feature = "taskdump", target_os = "linux")), allow(dead_code))]
+enum Traced {
+    Done {
+        traces: HashMap<u64, Vec<Vec<Frame>>>,
+        paused: f64,
+    },
+    TimedOut,
+}
+
+#[cfg(all(feature = "taskdump", target_os = "linux"))]
+async fn trace(
+    inner: &Arc<Inner>,
+    handle: tokio::runtime::Handle,
+    timeout: Duration,
+    guard: tokio::sync::OwnedMutexGuard<()>,
+) -> Traced {
+    use crate::tasks::id_to_u64;
+
+    // The dump re-polls every task without hooks, then wakes it: its next poll is the
+    // dump's. Mark them all now (the spurious polls may start before `dump()` returns).
+    inner.tasks.skip_next_polls();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // On a task of its own, holding the lock, so that a dump that outlives our timeout
+    // still finishes (tokio's dump thread cannot be stopped) before the next one starts.
+    tokio::spawn(async move {
+        let t0 = Instant::now();
+        let dump = handle.dump().await;
+        let _ = tx.send((dump, t0.elapsed()));
+        drop(guard);
+    });
+    let Ok(Ok((dump, paused))) = tokio::time::timeout(timeout, rx).await else {
+        inner.tasks.unskip_except(&HashSet::new());
+        return Traced::TimedOut;
+    };
+    let traced: HashSet<u64> = dump.tasks().iter().map(|t| id_to_u64(t.id())).collect();
+    inner.tasks.unskip_except(&traced);
+    // Resolving symbols parses debug info: keep it off the caller's runtime threads.
+    let traces = tokio::task::spawn_blocking(move || {
+        dump.tasks()
+            .iter()
+            .map(|t| {
+                let stacks = t
+                    .trace()
+                    .resolve_backtraces()
+                    .iter()
+                    .map(crate::frames::clean)
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                (id_to_u64(t.id()), stacks)
+            })
+            .collect::<HashMap<_, _>>()
+    })
+    .await
+    .unwrap_or_default();
+    Traced::Done {
+        traces,
+        paused: paused.as_secs_f64(),
+    }
+}
+
+#[cfg(not(all(feature = "taskdump", target_os = "linux")))]
+async fn trace(
+    _inner: &Arc<Inner>,
+    _handle: tokio::runtime::Handle,
+    _timeout: Duration,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+) -> Traced {
+    unreachable!("trace() is only called when TRACING_SUPPORTED")
+}
+
+fn groups(inner: &Inner, entries: &[Entry], secs: &Seconds) -> Vec<DumpGroup> {
+    let mut by_key: HashMap<(u32, &Vec<Vec<Frame>>), Vec<&Entry>> = HashMap::new();
+    for e in entries {
+        by_key.entry((e.slot.site, &e.stacks)).or_default().push(e);
+    }
+    let mut groups: Vec<DumpGroup> = by_key
+        .into_iter()
+        .map(|((site, stacks), mut members)| {
+            members.sort_by_key(|e| (e.slot.spawned, e.id));
+            DumpGroup {
+                site: inner.sites.label(site).to_string(),
+                stacks: stacks.clone(),
+                count: members.len() as u64,
+                idle_seconds: spread(members.iter().map(|e| idle(e, secs))),
+                age_seconds: spread(members.iter().map(|e| secs.since(e.slot.spawned))),
+                task_ids: members.iter().take(10).map(|e| e.id).collect(),
+            }
+        })
+        .collect();
+    groups.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.site.cmp(&b.site))
+            .then_with(|| a.stacks.cmp(&b.stacks))
+    });
+    groups
+}
+
+fn task_rows(inner: &Inner, entries: &mut [Entry], secs: &Seconds) -> Vec<DumpTask> {
+    entries.sort_by_key(|e| (e.slot.spawned, e.id));
+    entries
+        .iter_mut()
+        .map(|e| DumpTask {
+            id: e.id,
+            site: inner.sites.label(e.slot.site).to_string(),
+            state: if e.running {
+                TaskState::Running
+            } else {
+                TaskState::Idle
+            },
+            age_seconds: secs.since(e.slot.spawned),
+            idle_seconds: idle(e, secs),
+            polls: u64::from(e.slot.polls),
+            stacks: std::mem::take(&mut e.stacks),
+        })
+        .collect()
+}
+
+fn idle(e: &Entry, secs: &Seconds) -> f64 {
+    if e.running {
+        0.0
+    } else {
+        secs.since(e.slot.last_poll.max(e.slot.spawned))
+    }
+}
+
+fn spread(values: impl Iterator<Item = f64>) -> Spread {
+    let mut v: Vec<f64> = values.collect();
+    if v.is_empty() {
+        return Spread::default();
+    }
+    v.sort_by(f64::total_cmp);
+    Spread {
+        min: v[0],
+        median: v[v.len() / 2],
+        max: v[v.len() - 1],
+    }
+}
