@@ -276,13 +276,16 @@ async fn trace(
         dump.tasks()
             .iter()
             .map(|t| {
-                let stacks = t
+                let mut stacks: Vec<Vec<Frame>> = t
                     .trace()
                     .resolve_backtraces()
                     .iter()
                     .map(crate::frames::clean)
                     .filter(|s| !s.is_empty())
                     .collect();
+                // `select!` polls its branches in random order: sort, so that tasks waiting
+                // on the same futures group together.
+                stacks.sort();
                 (id_to_u64(t.id()), stacks)
             })
             .collect::<HashMap<_, _>>()

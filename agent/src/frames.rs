@@ -15,7 +15,8 @@ use crate::site::display_path;
 /// The frames of one backtrace worth showing, innermost first.
 pub(crate) fn clean(backtrace: &Backtrace) -> Vec<Frame> {
     let mut out: Vec<Frame> = Vec::new();
-    let mut leaf_seen = false;
+    // The innermost tokio run's latest (outermost so far) frame, until user code shows.
+    let mut leaf: Option<Frame> = None;
     for frame in backtrace.frames() {
         for symbol in frame.symbols() {
             let Some(name) = symbol.name_demangled() else {
@@ -23,31 +24,35 @@ pub(crate) fn clean(backtrace: &Backtrace) -> Vec<Frame> {
             };
             let name = strip_hash(name);
             if is_task_root(&name) {
+                out.extend(leaf.take());
                 return out;
             }
             if is_machinery(&name) || is_std(&name) {
                 continue;
             }
-            if is_tokio(&name) {
-                if leaf_seen || !out.is_empty() {
-                    continue;
-                }
-                leaf_seen = true;
-            }
             let frame = Frame {
-                function: name,
                 file: symbol
                     .filename()
                     .map(|p| display_path(&p.to_string_lossy()))
                     .unwrap_or_default(),
                 line: symbol.lineno().unwrap_or(0),
+                function: name,
             };
+            if is_tokio(&frame.function) {
+                if out.is_empty() {
+                    leaf = Some(frame);
+                }
+                // Tokio frames between user frames are plumbing: skipped.
+                continue;
+            }
+            out.extend(leaf.take());
             // Inlined frames can repeat one another; keep one.
             if out.last() != Some(&frame) {
                 out.push(frame);
             }
         }
     }
+    out.extend(leaf);
     out
 }
 

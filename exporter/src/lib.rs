@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | `GET /metrics` | Prometheus text format, read from the agent at scrape time |
 //! | `GET /debug/taskscope/snapshot[?tasks=N]` | the [`taskscope::model::Snapshot`] as JSON, with up to N live tasks (oldest first, N ≤ 100000) |
+//! | `GET /debug/taskscope/dump[?debug=1\|2][&format=json][&timeout=SECS][&trace=0][&site=SITE]` | a task dump ([`taskscope::model::Dump`]): groups by spawn site and await point (`debug=1`), every task (`debug=2`); 429 while another dump runs |
 //! | `GET /` | this list |
 //!
 //! ```no_run
@@ -21,6 +22,7 @@
 //! # drop(runtime);
 //! ```
 
+mod dump_text;
 mod metrics;
 mod routes;
 

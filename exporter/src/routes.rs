@@ -9,7 +9,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus::Registry;
-use taskscope::{Agent, SnapshotOptions};
+use std::time::Duration;
+
+use taskscope::{Agent, DumpError, DumpOptions, SnapshotOptions};
 
 use crate::MAX_SNAPSHOT_TASKS;
 use crate::metrics;
@@ -28,6 +30,7 @@ pub(crate) fn router(agent: Agent) -> Router {
         .route("/", get(index))
         .route("/metrics", get(metrics_text))
         .route("/debug/taskscope/snapshot", get(snapshot))
+        .route("/debug/taskscope/dump", get(dump))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -35,7 +38,9 @@ pub(crate) fn router(agent: Agent) -> Router {
 
 const INDEX: &str = "taskscope exporter\n\
 GET /metrics                              Prometheus text format\n\
-GET /debug/taskscope/snapshot[?tasks=N]   snapshot JSON, with up to N live tasks\n";
+GET /debug/taskscope/snapshot[?tasks=N]   snapshot JSON, with up to N live tasks\n\
+GET /debug/taskscope/dump[?debug=1|2][&format=json][&timeout=SECS][&trace=0][&site=SITE]\n\
+                                          task dump grouped by spawn site and await point\n";
 
 async fn index() -> &'static str {
     INDEX
@@ -118,4 +123,97 @@ async fn snapshot(
 
 fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
+}
+
+/// Parsed `dump` query.
+#[derive(Debug)]
+struct DumpParams {
+    options: DumpOptions,
+    debug: u8,
+    json: bool,
+}
+
+/// Parses the dump's query: `debug=1|2`, `format=text|json`, `timeout=SECS` (0.1 to 60),
+/// `trace=0|1`, `site=SITE`; each at most once.
+fn dump_params(pairs: &[(String, String)]) -> Result<DumpParams, String> {
+    const USAGE: &str = "parameters: debug=1|2, format=text|json, timeout=SECS (0.1 to 60), \
+                         trace=0|1, site=SPAWN_SITE";
+    let mut seen = std::collections::HashSet::new();
+    let mut p = DumpParams {
+        options: DumpOptions::default(),
+        debug: 1,
+        json: false,
+    };
+    for (key, value) in pairs {
+        if !seen.insert(key.as_str()) {
+            return Err(format!("parameter {key} given twice; {USAGE}"));
+        }
+        let bad = || format!("parameter {key}={value:?} is not valid; {USAGE}");
+        match key.as_str() {
+            "debug" => {
+                p.debug = match value.as_str() {
+                    "1" => 1,
+                    "2" => 2,
+                    _ => return Err(bad()),
+                }
+            }
+            "format" => {
+                p.json = match value.as_str() {
+                    "json" => true,
+                    "text" => false,
+                    _ => return Err(bad()),
+                }
+            }
+            "timeout" => {
+                let secs: f64 = value.parse().map_err(|_| bad())?;
+                if !(0.1..=60.0).contains(&secs) {
+                    return Err(bad());
+                }
+                p.options.timeout = Duration::from_secs_f64(secs);
+            }
+            "trace" => {
+                p.options.trace = match value.as_str() {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(bad()),
+                }
+            }
+            "site" => p.options.site = Some(value.clone()),
+            _ => return Err(format!("unknown parameter {key:?}; {USAGE}")),
+        }
+    }
+    p.options.tasks = p.debug == 2;
+    Ok(p)
+}
+
+async fn dump(
+    State(state): State<Arc<AppState>>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    let params = match dump_params(&pairs) {
+        Ok(p) => p,
+        Err(message) => return bad_request(message),
+    };
+    let dump = match state.agent.dump(&params.options).await {
+        Ok(d) => d,
+        Err(e @ DumpError::Busy) => {
+            return (StatusCode::TOO_MANY_REQUESTS, format!("{e}\n")).into_response();
+        }
+    };
+    if params.json {
+        return match serde_json::to_string(&dump) {
+            Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot encode the dump: {e}\n"),
+            )
+                .into_response(),
+        };
+    }
+    let text = if params.debug == 2 {
+        crate::dump_text::tasks(&dump)
+    } else {
+        crate::dump_text::groups(&dump)
+    };
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
