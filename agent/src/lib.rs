@@ -53,6 +53,7 @@ pub mod dump;
 mod frames;
 mod lanes;
 mod snapshot;
+mod spawn;
 mod tasks;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,6 +69,7 @@ use tasks::{TaskTable, id_to_u64};
 
 pub use dump::{DumpError, DumpOptions};
 pub use snapshot::SnapshotOptions;
+pub use spawn::spawn;
 
 /// Default cap on distinct spawn sites (see [`AgentBuilder::site_capacity`]).
 pub const DEFAULT_SITE_CAPACITY: usize = 1024;
