@@ -1,4 +1,4 @@
-//! Fetching a [`Snapshot`] from a service's taskscope exporter.
+//! Fetching a [`Snapshot`] or a task [`Dump`] from a service's taskscope exporter.
 //!
 //! The target is not trusted: the response is size-capped, decoded without panicking and
 //! its schema version checked. Every failure becomes a [`FetchError`] whose message is fit
@@ -6,13 +6,21 @@
 
 use std::time::Duration;
 
-use taskscope::model::{SCHEMA_VERSION, Snapshot};
+use taskscope::model::{Dump, SCHEMA_VERSION, Snapshot};
 
 /// Path of the snapshot endpoint, appended to the target's base URL.
 pub const SNAPSHOT_PATH: &str = "/debug/taskscope/snapshot";
 
+/// Path of the task-dump endpoint, appended to the target's base URL.
+pub const DUMP_PATH: &str = "/debug/taskscope/dump";
+
 /// How long one fetch may take, from connecting until the whole body has arrived.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long one dump fetch may take: longer than the exporter's own dump timeout (5 s by
+/// default), so that a slow dump comes back as the exporter's registry-only answer rather
+/// than as a timeout here.
+pub const DUMP_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Largest response body accepted (64 MiB); larger bodies are rejected with
 /// [`FetchError::TooLarge`].
@@ -61,8 +69,8 @@ pub enum FetchError {
         /// The cap, in bytes.
         limit: usize,
     },
-    /// The body was not a snapshot in JSON.
-    #[error("bad JSON in snapshot from {url}: {detail}")]
+    /// The body was not a snapshot (or dump) in JSON.
+    #[error("bad JSON from {url}: {detail}")]
     BadJson {
         /// URL that was requested.
         url: String,
@@ -87,7 +95,8 @@ pub enum FetchError {
     },
 }
 
-/// A 404 on the snapshot path usually means the URL is not a taskscope exporter.
+/// A 404 usually means the URL is not a taskscope exporter. (A 429 from the dump endpoint
+/// explains itself in its body: "another task dump is in progress; ...".)
 fn hint(status: u16) -> &'static str {
     if status == 404 {
         " (is this a taskscope exporter? give its base URL, e.g. http://127.0.0.1:6060)"
@@ -107,6 +116,28 @@ fn fmt_detail(detail: &str) -> String {
 /// The full snapshot URL for a base URL such as `http://127.0.0.1:6060`.
 pub fn snapshot_url(base_url: &str) -> String {
     format!("{}{SNAPSHOT_PATH}", base_url.trim_end_matches('/'))
+}
+
+/// The dump URL for one spawn site: JSON groups of that site's tasks.
+pub fn dump_url(base_url: &str, site: &str) -> String {
+    format!(
+        "{}{DUMP_PATH}?format=json&site={}",
+        base_url.trim_end_matches('/'),
+        percent_encode(site)
+    )
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (for a query value).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Fetches and decodes one snapshot from the exporter at `base_url`
@@ -137,6 +168,40 @@ pub async fn fetch_snapshot_with(
         Ok(Ok(body)) => decode(&url, &body),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(timeout_error()),
+    }
+}
+
+/// Takes a task dump of one spawn site (`site` as in [`taskscope::model::SiteRow::site`])
+/// from the exporter at `base_url`, with a [`DUMP_FETCH_TIMEOUT`] limit and a
+/// [`MAX_BODY_BYTES`] cap.
+///
+/// The exporter answers 429 while another dump runs: that comes back as
+/// [`FetchError::Status`] carrying the exporter's message. Dumps pause the target's
+/// runtime for a moment, so call this on request, not on a timer.
+pub async fn fetch_dump(
+    client: &reqwest::Client,
+    base_url: &str,
+    site: &str,
+) -> Result<Dump, FetchError> {
+    fetch_dump_with(client, base_url, site, DUMP_FETCH_TIMEOUT, MAX_BODY_BYTES).await
+}
+
+/// [`fetch_dump`] with an explicit time limit and body cap.
+pub async fn fetch_dump_with(
+    client: &reqwest::Client,
+    base_url: &str,
+    site: &str,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Dump, FetchError> {
+    let url = dump_url(base_url, site);
+    match tokio::time::timeout(timeout, fetch_inner(client, &url, timeout, max_body)).await {
+        Ok(Ok(body)) => decode_dump(&url, &body),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(FetchError::Timeout {
+            url: url.clone(),
+            seconds: timeout.as_secs_f64(),
+        }),
     }
 }
 
@@ -189,17 +254,32 @@ async fn fetch_inner(
 }
 
 fn decode(url: &str, body: &[u8]) -> Result<Snapshot, FetchError> {
-    let snapshot: Snapshot = serde_json::from_slice(body).map_err(|e| FetchError::BadJson {
+    let snapshot: Snapshot = serde_json::from_slice(body).map_err(|e| bad_json(url, e))?;
+    check_schema(snapshot.schema_version)?;
+    Ok(snapshot)
+}
+
+fn decode_dump(url: &str, body: &[u8]) -> Result<Dump, FetchError> {
+    let dump: Dump = serde_json::from_slice(body).map_err(|e| bad_json(url, e))?;
+    check_schema(dump.schema_version)?;
+    Ok(dump)
+}
+
+fn bad_json(url: &str, e: serde_json::Error) -> FetchError {
+    FetchError::BadJson {
         url: url.to_string(),
         detail: e.to_string(),
-    })?;
-    if snapshot.schema_version > SCHEMA_VERSION {
+    }
+}
+
+fn check_schema(found: u32) -> Result<(), FetchError> {
+    if found > SCHEMA_VERSION {
         return Err(FetchError::UnsupportedSchema {
-            found: snapshot.schema_version,
+            found,
             supported: SCHEMA_VERSION,
         });
     }
-    Ok(snapshot)
+    Ok(())
 }
 
 /// First line of a body, if it looks like text, cut to 120 characters.
@@ -306,8 +386,12 @@ mod tests {
             FetchError::BadJson { .. }
         ));
         assert!(matches!(
-            decode("u", b"").unwrap_err(),
+            decode_dump("u", b"").unwrap_err(),
             FetchError::BadJson { .. }
+        ));
+        assert!(matches!(
+            decode_dump("u", br#"{"schema_version":7}"#).unwrap_err(),
+            FetchError::UnsupportedSchema { found: 7, .. }
         ));
     }
 
@@ -317,6 +401,15 @@ mod tests {
             snapshot_url("http://h:1/"),
             "http://h:1/debug/taskscope/snapshot"
         );
+    }
+
+    #[test]
+    fn dump_url_encodes_the_site() {
+        assert_eq!(
+            dump_url("http://h:1/", "demo-service/src/a b.rs:89:13"),
+            "http://h:1/debug/taskscope/dump?format=json&site=demo-service%2Fsrc%2Fa%20b.rs%3A89%3A13"
+        );
+        assert_eq!(percent_encode("é&=+"), "%C3%A9%26%3D%2B");
     }
 
     #[test]

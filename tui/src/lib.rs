@@ -2,7 +2,12 @@
 //! site.
 //!
 //! Laid out like tokio-console: [`state`] holds what is known (pure logic), [`view`] draws
-//! it, [`client`] fetches snapshots, and [`run`] ties them together in one event loop.
+//! it, [`client`] fetches snapshots and task dumps, and [`run`] ties them together in one
+//! event loop.
+//!
+//! Enter on a site opens its detail view: the site's counts (still refreshed) and a task
+//! dump of that site, taken when the view opens and again on `r`, never on a timer (a dump
+//! pauses the target's runtime for a moment).
 
 #![warn(missing_docs)]
 
@@ -18,10 +23,10 @@ use anyhow::Context as _;
 use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use futures::StreamExt as _;
 use ratatui::DefaultTerminal;
-use taskscope::model::Snapshot;
+use taskscope::model::{Dump, Snapshot};
 
-use crate::client::{FETCH_TIMEOUT, FetchError, fetch_snapshot};
-use crate::state::{App, Nav, no_color_from_env};
+use crate::client::{FETCH_TIMEOUT, FetchError, fetch_dump, fetch_snapshot};
+use crate::state::{App, Nav, View, no_color_from_env};
 
 /// Target used when none is given.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:6060";
@@ -128,6 +133,9 @@ impl Drop for TerminalGuard {
 
 type FetchFuture = Pin<Box<dyn Future<Output = Result<Snapshot, FetchError>>>>;
 
+/// A dump in flight: the id of its request and the fetch.
+type DumpFuture = (u64, Pin<Box<dyn Future<Output = Result<Dump, FetchError>>>>);
+
 async fn event_loop(
     terminal: &mut DefaultTerminal,
     mut app: App,
@@ -139,11 +147,30 @@ async fn event_loop(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // At most one fetch in flight; polled by the select below, so keys are never blocked.
     let mut in_flight: Option<FetchFuture> = None;
+    // At most one dump in flight, likewise; a dump asked for meanwhile starts after it (the
+    // exporter would refuse a second one with 429 anyway).
+    let mut dump_in_flight: Option<DumpFuture> = None;
 
     loop {
         app.tick(Instant::now());
+        if dump_in_flight.is_none()
+            && let Some(request) = app.take_dump_request()
+        {
+            let client = client.clone();
+            let url = app.target.clone();
+            dump_in_flight = Some((
+                request.id,
+                Box::pin(async move { fetch_dump(&client, &url, &request.site).await }),
+            ));
+        }
         let size = terminal.size().context("cannot read the terminal size")?;
-        app.set_viewport_rows(view::table_body_rows(size.into(), &app));
+        match app.view() {
+            View::Sites => app.set_viewport_rows(view::table_body_rows(size.into(), &app)),
+            View::Detail => {
+                let (rows, lines) = view::detail_metrics(size.into(), &app);
+                app.set_detail_viewport(rows, lines);
+            }
+        }
         terminal
             .draw(|frame| view::render(frame, &app))
             .context("cannot draw")?;
@@ -171,7 +198,19 @@ async fn event_loop(
                 in_flight = None;
                 app.apply(result, Instant::now());
             }
+            (id, result) = poll_dump(&mut dump_in_flight) => {
+                dump_in_flight = None;
+                app.apply_dump(id, result, Instant::now());
+            }
         }
+    }
+}
+
+/// Waits for the dump in flight, or forever when there is none.
+async fn poll_dump(in_flight: &mut Option<DumpFuture>) -> (u64, Result<Dump, FetchError>) {
+    match in_flight.as_mut() {
+        Some((id, fetch)) => (*id, fetch.await),
+        None => std::future::pending().await,
     }
 }
 
@@ -193,17 +232,30 @@ fn handle_key(app: &mut App, key: KeyEvent) -> Flow {
     if key.kind == KeyEventKind::Release {
         return Flow::Continue;
     }
-    let nav = match key.code {
-        KeyCode::Char('q') | KeyCode::Esc => return Flow::Quit,
-        KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-            return Flow::Quit;
+    if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+        return Flow::Quit;
+    }
+    let nav = match (app.view(), key.code) {
+        (View::Sites, KeyCode::Char('q') | KeyCode::Esc) => return Flow::Quit,
+        (View::Sites, KeyCode::Enter) => {
+            app.open_detail();
+            return Flow::Continue;
         }
-        KeyCode::Up | KeyCode::Char('k') => Nav::Up,
-        KeyCode::Down | KeyCode::Char('j') => Nav::Down,
-        KeyCode::PageUp => Nav::PageUp,
-        KeyCode::PageDown => Nav::PageDown,
-        KeyCode::Home | KeyCode::Char('g') => Nav::Home,
-        KeyCode::End | KeyCode::Char('G') => Nav::End,
+        // In the detail view q goes back, like Esc; Ctrl-C still quits.
+        (View::Detail, KeyCode::Char('q') | KeyCode::Esc) => {
+            app.close_detail();
+            return Flow::Continue;
+        }
+        (View::Detail, KeyCode::Char('r')) => {
+            app.request_dump();
+            return Flow::Continue;
+        }
+        (_, KeyCode::Up | KeyCode::Char('k')) => Nav::Up,
+        (_, KeyCode::Down | KeyCode::Char('j')) => Nav::Down,
+        (_, KeyCode::PageUp) => Nav::PageUp,
+        (_, KeyCode::PageDown) => Nav::PageDown,
+        (_, KeyCode::Home | KeyCode::Char('g')) => Nav::Home,
+        (_, KeyCode::End | KeyCode::Char('G')) => Nav::End,
         _ => return Flow::Continue,
     };
     app.navigate(nav);
@@ -261,6 +313,56 @@ mod tests {
         );
         assert_eq!(handle_key(&mut app, key(KeyCode::Down)), Flow::Continue);
         assert_eq!(app.selected(), 0); // no rows: clamped
+    }
+
+    #[test]
+    fn keys_in_the_detail_view() {
+        let t0 = Instant::now();
+        let mut app = App::new("http://x", t0);
+        let key = |code| KeyEvent::new(code, KeyModifiers::NONE);
+        // Enter with no rows stays on the table.
+        assert_eq!(handle_key(&mut app, key(KeyCode::Enter)), Flow::Continue);
+        assert_eq!(app.view(), View::Sites);
+        app.apply(
+            Ok(Snapshot {
+                sites: vec![taskscope::model::SiteRow {
+                    site: "a.rs:1:1".into(),
+                    live: 1,
+                    ..Default::default()
+                }],
+                ..Snapshot::default()
+            }),
+            t0,
+        );
+        assert_eq!(handle_key(&mut app, key(KeyCode::Enter)), Flow::Continue);
+        assert_eq!(app.view(), View::Detail);
+        let first = app.take_dump_request().expect("dump on open");
+        // q goes back instead of quitting; Esc too.
+        assert_eq!(
+            handle_key(&mut app, key(KeyCode::Char('q'))),
+            Flow::Continue
+        );
+        assert_eq!(app.view(), View::Sites);
+        handle_key(&mut app, key(KeyCode::Enter));
+        assert_eq!(handle_key(&mut app, key(KeyCode::Esc)), Flow::Continue);
+        assert_eq!(app.view(), View::Sites);
+        // r takes a new dump once the previous one is back.
+        handle_key(&mut app, key(KeyCode::Enter));
+        let req = app.take_dump_request().expect("dump on open");
+        assert_ne!(req.id, first.id);
+        handle_key(&mut app, key(KeyCode::Char('r')));
+        assert_eq!(app.take_dump_request(), None, "one at a time");
+        app.apply_dump(req.id, Ok(Dump::default()), t0);
+        handle_key(&mut app, key(KeyCode::Char('r')));
+        assert!(app.take_dump_request().is_some());
+        // Ctrl-C quits from anywhere.
+        assert_eq!(
+            handle_key(
+                &mut app,
+                KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)
+            ),
+            Flow::Quit
+        );
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! What the UI knows, apart from how it is drawn: connection status, the last good
-//! snapshot, short histories of live counts, and the selection. Pure logic: time comes in
-//! as arguments, nothing here does I/O.
+//! snapshot, short histories of live counts, the selection, and the site detail view with
+//! its task dump. Pure logic: time comes in as arguments, nothing here does I/O.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use taskscope::model::{SiteRow, Snapshot};
+use taskscope::model::{Dump, SiteRow, Snapshot};
 
 use crate::client::FetchError;
 
@@ -101,6 +101,77 @@ pub enum Nav {
     End,
 }
 
+/// Which screen is shown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum View {
+    /// The table of spawn sites.
+    #[default]
+    Sites,
+    /// One site's counts and task dump (see [`App::detail`]).
+    Detail,
+}
+
+/// A dump the event loop should take: the site, and an id to hand back with the result
+/// to [`App::apply_dump`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpRequest {
+    /// Identifies the request; results of older requests are ignored.
+    pub id: u64,
+    /// Spawn site label, as in [`SiteRow::site`].
+    pub site: String,
+}
+
+/// The state of the site detail view.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    site: String,
+    dump: Option<Dump>,
+    dump_received_at: Option<Instant>,
+    error: Option<String>,
+    loading: bool,
+    request_id: u64,
+    scroll: usize,
+    viewport_rows: usize,
+    content_rows: usize,
+}
+
+impl Detail {
+    /// The spawn site shown.
+    pub fn site(&self) -> &str {
+        &self.site
+    }
+
+    /// The last dump received for this site (kept while a new one is taken, or after a
+    /// failed one).
+    pub fn dump(&self) -> Option<&Dump> {
+        self.dump.as_ref()
+    }
+
+    /// When [`Detail::dump`] arrived.
+    pub fn dump_received_at(&self) -> Option<Instant> {
+        self.dump_received_at
+    }
+
+    /// Why the latest dump failed, ready to show; `None` after a success.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// True while a dump is wanted or being taken.
+    pub fn loading(&self) -> bool {
+        self.loading
+    }
+
+    /// Index of the first content line shown.
+    pub fn scroll(&self) -> usize {
+        self.scroll
+    }
+
+    fn max_scroll(&self) -> usize {
+        self.content_rows.saturating_sub(self.viewport_rows)
+    }
+}
+
 /// The TUI's state.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -124,6 +195,12 @@ pub struct App {
     selected: usize,
     offset: usize,
     viewport_rows: usize,
+    view: View,
+    detail: Option<Detail>,
+    /// Ids handed out to dump requests so far.
+    dump_requests: u64,
+    /// A dump requested but not yet handed to the event loop.
+    dump_to_start: Option<DumpRequest>,
 }
 
 impl App {
@@ -144,6 +221,10 @@ impl App {
             selected: 0,
             offset: 0,
             viewport_rows: 10,
+            view: View::Sites,
+            detail: None,
+            dump_requests: 0,
+            dump_to_start: None,
         }
     }
 
@@ -265,8 +346,126 @@ impl App {
         self.clamp();
     }
 
-    /// Moves the selection, clamped to the rows.
+    /// The row of the last good snapshot for `site`, if it is there.
+    pub fn site_row(&self, site: &str) -> Option<&SiteRow> {
+        self.rows.iter().find(|r| r.site == site)
+    }
+
+    /// The screen shown.
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    /// The site detail view's state, while it is shown.
+    pub fn detail(&self) -> Option<&Detail> {
+        self.detail.as_ref()
+    }
+
+    /// Opens the detail view of the selected site and asks for its dump (see
+    /// [`App::take_dump_request`]). Does nothing, and returns false, when there is no row.
+    pub fn open_detail(&mut self) -> bool {
+        let Some(site) = self.rows.get(self.selected).map(|r| r.site.clone()) else {
+            return false;
+        };
+        self.view = View::Detail;
+        self.detail = Some(Detail {
+            site,
+            dump: None,
+            dump_received_at: None,
+            error: None,
+            loading: false,
+            request_id: 0,
+            scroll: 0,
+            viewport_rows: 1,
+            content_rows: 0,
+        });
+        self.request_dump();
+        true
+    }
+
+    /// Back to the sites table. A dump still in flight is ignored when it arrives.
+    pub fn close_detail(&mut self) {
+        self.view = View::Sites;
+        self.detail = None;
+        self.dump_to_start = None;
+    }
+
+    /// Asks for a new dump of the detail view's site. Returns false when no detail view is
+    /// open or a dump is already being taken (one at a time: the exporter refuses a
+    /// second).
+    pub fn request_dump(&mut self) -> bool {
+        let Some(detail) = self.detail.as_mut() else {
+            return false;
+        };
+        if detail.loading {
+            return false;
+        }
+        self.dump_requests += 1;
+        detail.loading = true;
+        detail.request_id = self.dump_requests;
+        self.dump_to_start = Some(DumpRequest {
+            id: self.dump_requests,
+            site: detail.site.clone(),
+        });
+        true
+    }
+
+    /// The dump to start now, if one was requested since the last call. The event loop
+    /// calls this when no dump is in flight, and hands the result to [`App::apply_dump`].
+    pub fn take_dump_request(&mut self) -> Option<DumpRequest> {
+        self.dump_to_start.take()
+    }
+
+    /// Records the outcome of the dump request `id`, finished at `now`. Results of a
+    /// request that is no longer current (the view was left or reopened) are dropped. On
+    /// failure the previous dump, if any, is kept next to the error.
+    pub fn apply_dump(&mut self, id: u64, result: Result<Dump, FetchError>, now: Instant) {
+        self.tick(now);
+        let Some(detail) = self.detail.as_mut() else {
+            return;
+        };
+        if !detail.loading || detail.request_id != id {
+            return;
+        }
+        detail.loading = false;
+        match result {
+            Ok(dump) => {
+                detail.dump = Some(dump);
+                detail.dump_received_at = Some(now);
+                detail.error = None;
+                detail.scroll = 0;
+            }
+            Err(e) => detail.error = Some(e.to_string()),
+        }
+    }
+
+    /// Tells the state how many content lines the detail view has and how many fit on
+    /// screen, for scrolling; the scroll position is clamped to them.
+    pub fn set_detail_viewport(&mut self, viewport_rows: usize, content_rows: usize) {
+        if let Some(detail) = self.detail.as_mut() {
+            detail.viewport_rows = viewport_rows.max(1);
+            detail.content_rows = content_rows;
+            detail.scroll = detail.scroll.min(detail.max_scroll());
+        }
+    }
+
+    /// Moves the selection in the sites table, or scrolls the detail view, clamped.
     pub fn navigate(&mut self, nav: Nav) {
+        if self.view == View::Detail {
+            if let Some(detail) = self.detail.as_mut() {
+                let page = detail.viewport_rows.max(1);
+                let scroll = match nav {
+                    Nav::Up => detail.scroll.saturating_sub(1),
+                    Nav::Down => detail.scroll.saturating_add(1),
+                    Nav::PageUp => detail.scroll.saturating_sub(page),
+                    Nav::PageDown => detail.scroll.saturating_add(page),
+                    Nav::Home => 0,
+                    Nav::End => usize::MAX,
+                };
+                detail.scroll = scroll.min(detail.max_scroll());
+            }
+            return;
+        }
         let page = self.viewport_rows.max(1);
         let last = self.rows.len().saturating_sub(1);
         self.selected = match nav {
@@ -597,5 +796,176 @@ mod tests {
         app.apply(Ok(snap(vec![site("s00", 1), site("z", 0)])), t0);
         assert_eq!(app.selected(), 1);
         assert_eq!(app.offset(), 0);
+    }
+}
+
+#[cfg(test)]
+mod detail_tests {
+    use super::*;
+    use taskscope::model::{DumpGroup, SCHEMA_VERSION};
+
+    fn app_with_sites(t0: Instant) -> App {
+        let mut app = App::new("http://x", t0);
+        let sites = ["busy.rs:1:1", "quiet.rs:2:2"]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SiteRow {
+                site: s.to_string(),
+                live: 10 - i as u64,
+                ..SiteRow::default()
+            })
+            .collect();
+        app.apply(
+            Ok(Snapshot {
+                schema_version: SCHEMA_VERSION,
+                sites,
+                ..Snapshot::default()
+            }),
+            t0,
+        );
+        app
+    }
+
+    fn dump(count: u64) -> Dump {
+        Dump {
+            schema_version: SCHEMA_VERSION,
+            total_tasks: count,
+            groups: vec![DumpGroup {
+                site: "quiet.rs:2:2".into(),
+                count,
+                ..DumpGroup::default()
+            }],
+            ..Dump::default()
+        }
+    }
+
+    #[test]
+    fn enter_opens_the_selected_site_and_asks_for_one_dump() {
+        let t0 = Instant::now();
+        let mut empty = App::new("http://x", t0);
+        assert!(!empty.open_detail(), "no rows: nothing to open");
+        assert_eq!(empty.view(), View::Sites);
+        assert_eq!(empty.take_dump_request(), None);
+
+        let mut app = app_with_sites(t0);
+        app.navigate(Nav::Down);
+        assert!(app.open_detail());
+        assert_eq!(app.view(), View::Detail);
+        let detail = app.detail().expect("open");
+        assert_eq!(detail.site(), "quiet.rs:2:2");
+        assert!(detail.loading());
+        let req = app.take_dump_request().expect("a dump is asked for");
+        assert_eq!(req.site, "quiet.rs:2:2");
+        assert_eq!(app.take_dump_request(), None, "handed out once");
+
+        // r while the dump is in flight does not ask for a second one.
+        assert!(!app.request_dump());
+        assert_eq!(app.take_dump_request(), None);
+
+        // Snapshots keep coming while the view is open.
+        app.apply(Ok(app.snapshot().cloned().unwrap()), t0);
+        assert_eq!(app.view(), View::Detail);
+
+        let t1 = t0 + Duration::from_secs(1);
+        app.apply_dump(req.id, Ok(dump(3)), t1);
+        let detail = app.detail().unwrap();
+        assert!(!detail.loading());
+        assert_eq!(detail.dump().map(|d| d.total_tasks), Some(3));
+        assert_eq!(detail.dump_received_at(), Some(t1));
+
+        // r asks again; a failure keeps the previous dump next to the error.
+        assert!(app.request_dump());
+        let req2 = app.take_dump_request().unwrap();
+        assert_ne!(req2.id, req.id);
+        app.apply_dump(
+            req2.id,
+            Err(FetchError::Status {
+                status: 429,
+                url: "u".into(),
+                detail: "another task dump is in progress".into(),
+            }),
+            t1,
+        );
+        let detail = app.detail().unwrap();
+        assert!(detail.error().unwrap().contains("another task dump"));
+        assert_eq!(detail.dump().map(|d| d.total_tasks), Some(3));
+        assert!(!detail.loading());
+        // A success clears the error.
+        assert!(app.request_dump());
+        let req3 = app.take_dump_request().unwrap();
+        app.apply_dump(req3.id, Ok(dump(4)), t1);
+        assert_eq!(app.detail().unwrap().error(), None);
+    }
+
+    #[test]
+    fn esc_goes_back_and_stale_dumps_are_dropped() {
+        let t0 = Instant::now();
+        let mut app = app_with_sites(t0);
+        assert!(app.open_detail());
+        let stale = app.take_dump_request().unwrap();
+        app.close_detail();
+        assert_eq!(app.view(), View::Sites);
+        assert!(app.detail().is_none());
+        // A result for a view that was left is ignored.
+        app.apply_dump(stale.id, Ok(dump(1)), t0);
+        assert!(app.detail().is_none());
+        // Closing drops a request not yet started.
+        assert!(app.open_detail());
+        app.close_detail();
+        assert_eq!(app.take_dump_request(), None);
+
+        // Reopened: the old in-flight result does not land in the new view.
+        assert!(app.open_detail());
+        let fresh = app.take_dump_request().unwrap();
+        app.apply_dump(stale.id, Ok(dump(1)), t0);
+        assert!(app.detail().unwrap().dump().is_none());
+        assert!(app.detail().unwrap().loading());
+        app.apply_dump(fresh.id, Ok(dump(2)), t0);
+        assert_eq!(app.detail().unwrap().dump().map(|d| d.total_tasks), Some(2));
+        // The table selection survives the round trip.
+        app.close_detail();
+        assert_eq!(app.selected(), 0);
+        // Table navigation is back to moving the selection.
+        app.navigate(Nav::Down);
+        assert_eq!(app.selected(), 1);
+    }
+
+    #[test]
+    fn detail_scroll_is_clamped() {
+        let t0 = Instant::now();
+        let mut app = app_with_sites(t0);
+        // No detail view: the viewport call is harmless.
+        app.set_detail_viewport(5, 100);
+        assert!(app.open_detail());
+        let d = |app: &App| app.detail().unwrap().scroll();
+        // Nothing known about the content yet: no scrolling.
+        app.navigate(Nav::Down);
+        assert_eq!(d(&app), 0);
+
+        app.set_detail_viewport(10, 35);
+        app.navigate(Nav::Up);
+        assert_eq!(d(&app), 0);
+        app.navigate(Nav::Down);
+        assert_eq!(d(&app), 1);
+        app.navigate(Nav::PageDown);
+        assert_eq!(d(&app), 11);
+        app.navigate(Nav::PageDown);
+        app.navigate(Nav::PageDown);
+        assert_eq!(d(&app), 25, "last page: lines 25..35");
+        app.navigate(Nav::Down);
+        assert_eq!(d(&app), 25);
+        app.navigate(Nav::PageUp);
+        assert_eq!(d(&app), 15);
+        app.navigate(Nav::Home);
+        assert_eq!(d(&app), 0);
+        app.navigate(Nav::End);
+        assert_eq!(d(&app), 25);
+        // Content shrinks (or the screen grows): the scroll follows.
+        app.set_detail_viewport(10, 20);
+        assert_eq!(d(&app), 10);
+        app.set_detail_viewport(30, 20);
+        assert_eq!(d(&app), 0);
+        // Scrolling in the detail view leaves the table selection alone.
+        assert_eq!(app.selected(), 0);
     }
 }

@@ -1,4 +1,5 @@
-//! Drawing an [`App`] into a ratatui frame. Nothing here changes state.
+//! Drawing an [`App`] into a ratatui frame: the sites table, or one site's detail view
+//! with its task dump. Nothing here changes state.
 
 use std::time::Duration;
 
@@ -8,7 +9,9 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
 
-use crate::state::{App, ConnectionStatus, HISTORY_LEN};
+use taskscope::model::{DumpGroup, DumpSource, Frame as StackFrame, Spread};
+
+use crate::state::{App, ConnectionStatus, Detail, HISTORY_LEN, View};
 
 /// Block characters used by the text sparklines, lowest to highest.
 pub const SPARK_CHARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -19,16 +22,30 @@ pub const SPARK_WIDTH: usize = 20;
 /// Smallest range a sparkline is drawn against (see [`sparkline`]).
 pub const SPARK_MIN_RANGE: u64 = 10;
 
-/// The keys line at the bottom of the screen.
-pub const FOOTER: &str = "q quit  ↑/↓ select  PgUp/PgDn page  Home/End first/last";
+/// The keys line at the bottom of the sites table.
+pub const FOOTER: &str =
+    "q quit  ↑/↓ select  Enter site & task dump  PgUp/PgDn page  Home/End first/last";
+
+/// The keys line at the bottom of the site detail view.
+pub const DETAIL_FOOTER: &str =
+    "q/Esc back to table  r new dump  ↑/↓ PgUp/PgDn Home/End scroll  Ctrl-C quit";
+
+/// Shown in the detail view while a dump is being taken.
+pub const TAKING_DUMP: &str = "taking a dump…";
 
 // Fixed column widths: Live, Δ60s, Spawned, Completed, Busy (s); one space between columns.
 const NUM_WIDTHS: [u16; 5] = [6, 6, 8, 9, 8];
 const COLUMN_GAPS: u16 = 6;
 const MIN_SITE_WIDTH: u16 = 26;
 
-/// Draws the whole screen: header, spawn-site table, footer.
+/// Draws the whole screen: header, spawn-site table (or the site detail view), footer.
 pub fn render(frame: &mut Frame, app: &App) {
+    if app.view() == View::Detail
+        && let Some(detail) = app.detail()
+    {
+        render_detail(frame, app, detail);
+        return;
+    }
     let [header, table, footer] = layout(frame.area(), app);
     render_header(frame, header, app);
     render_table(frame, table, app);
@@ -83,11 +100,12 @@ impl Theme {
     }
 }
 
-fn header_lines(app: &App) -> Vec<Line<'static>> {
+/// The connection status and target, and the latest error while disconnected.
+fn status_lines(app: &App) -> Vec<Line<'static>> {
     let theme = Theme::new(app.no_color);
     let bold = Modifier::BOLD;
     let label = |s: &'static str| Span::styled(s, theme.label());
-    let mut lines = Vec::with_capacity(4);
+    let mut lines = Vec::with_capacity(2);
 
     // Status first: it matters most, and a long URL then only cuts itself off.
     let mut first = vec![label("Status: ")];
@@ -132,6 +150,14 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
     ]);
     lines.push(Line::from(first));
     lines.extend(error_line);
+    lines
+}
+
+fn header_lines(app: &App) -> Vec<Line<'static>> {
+    let theme = Theme::new(app.no_color);
+    let bold = Modifier::BOLD;
+    let label = |s: &'static str| Span::styled(s, theme.label());
+    let mut lines = status_lines(app);
 
     let snap = app.snapshot();
     let dash = || "-".to_string();
@@ -275,6 +301,347 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_stateful_widget(table, area, &mut state);
 }
 
+/// How many content lines the detail view shows at once, and how many it has, when the
+/// screen is `area` (for scrolling). `(1, 0)` outside the detail view.
+pub fn detail_metrics(area: Rect, app: &App) -> (usize, usize) {
+    let Some(detail) = app.detail() else {
+        return (1, 0);
+    };
+    let [_, body, _] = detail_layout(area, app, detail);
+    let rows = usize::from(body.height.saturating_sub(2)).max(1);
+    let lines = detail_lines(app, detail, usize::from(body.width.saturating_sub(2))).len();
+    (rows, lines)
+}
+
+fn detail_layout(area: Rect, app: &App, detail: &Detail) -> [Rect; 3] {
+    let header_height = detail_header_lines(app, detail).len() as u16 + 2;
+    Layout::vertical([
+        Constraint::Length(header_height),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(area)
+}
+
+fn render_detail(frame: &mut Frame, app: &App, detail: &Detail) {
+    let theme = Theme::new(app.no_color);
+    let [header, body, footer] = detail_layout(frame.area(), app, detail);
+
+    let block = Block::default().borders(Borders::ALL).title(Span::styled(
+        " taskscope › spawn site ",
+        theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
+    ));
+    frame.render_widget(
+        Paragraph::new(detail_header_lines(app, detail)).block(block),
+        header,
+    );
+
+    let width = usize::from(body.width.saturating_sub(2));
+    let rows = usize::from(body.height.saturating_sub(2));
+    let lines = detail_lines(app, detail, width);
+    let total = lines.len();
+    let scroll = detail.scroll().min(total.saturating_sub(1));
+    let title = if total > rows && rows > 0 {
+        format!(
+            " Task dump (lines {}-{} of {total}) ",
+            scroll + 1,
+            (scroll + rows).min(total)
+        )
+    } else {
+        " Task dump ".to_string()
+    };
+    let shown: Vec<Line> = lines.into_iter().skip(scroll).take(rows).collect();
+    frame.render_widget(
+        Paragraph::new(shown).block(Block::default().borders(Borders::ALL).title(title)),
+        body,
+    );
+    frame.render_widget(
+        Paragraph::new(Line::from(Span::styled(DETAIL_FOOTER, theme.dim()))),
+        footer,
+    );
+}
+
+/// The detail view's header: connection status, the site, its counts from the last
+/// snapshot (refreshed with every poll).
+fn detail_header_lines(app: &App, detail: &Detail) -> Vec<Line<'static>> {
+    let theme = Theme::new(app.no_color);
+    let label = |s: &'static str| Span::styled(s, theme.label());
+    let mut lines = status_lines(app);
+    lines.push(Line::from(vec![
+        label("Site: "),
+        Span::styled(
+            clean(detail.site()),
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
+    ]));
+    let counts = match app.site_row(detail.site()) {
+        Some(r) => Line::from(vec![
+            label("Live: "),
+            Span::styled(
+                r.live.to_string(),
+                Style::default().add_modifier(Modifier::BOLD),
+            ),
+            Span::raw("   "),
+            label("Spawned: "),
+            Span::raw(r.spawned.to_string()),
+            Span::raw("   "),
+            label("Completed: "),
+            Span::raw(r.completed.to_string()),
+            Span::raw("   "),
+            label("Busy: "),
+            Span::raw(format!("{}s", fmt_busy(r.busy_seconds))),
+        ]),
+        None if app.snapshot().is_some() => Line::from(Span::styled(
+            "not in the last snapshot",
+            theme.fg(Color::Yellow),
+        )),
+        None => Line::from(Span::styled("no snapshot yet", theme.dim())),
+    };
+    lines.push(counts);
+    lines
+}
+
+/// Every content line of the detail view's dump pane, `width` columns wide (frames are
+/// shortened to fit, other lines are cut by the pane).
+fn detail_lines(app: &App, detail: &Detail, width: usize) -> Vec<Line<'static>> {
+    let theme = Theme::new(app.no_color);
+    let label = |s: &'static str| Span::styled(s, theme.label());
+    let mut lines = Vec::new();
+
+    // What is happening now: a dump in flight, or the latest failure.
+    if detail.loading() {
+        let mut spans = vec![Span::styled(
+            TAKING_DUMP,
+            theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        )];
+        if detail.dump().is_some() {
+            spans.push(Span::styled(
+                " (the previous one is shown below)",
+                theme.dim(),
+            ));
+        }
+        lines.push(Line::from(spans));
+    } else if let Some(error) = detail.error() {
+        // Errors carry the URL and the exporter's message: wrap them rather than cut them.
+        let text = format!("dump failed: {}", clean(error));
+        for chunk in wrap_chars(&text, width) {
+            lines.push(Line::from(Span::styled(chunk, theme.fg(Color::Red))));
+        }
+        let hint = if detail.dump().is_some() {
+            "press r to try again; the previous dump is shown below"
+        } else {
+            "press r to try again"
+        };
+        lines.push(Line::from(Span::styled(hint, theme.dim())));
+    }
+
+    let Some(dump) = detail.dump() else {
+        if !detail.loading() && detail.error().is_none() {
+            lines.push(Line::from(Span::styled(
+                "no dump yet: press r to take one",
+                theme.dim(),
+            )));
+        }
+        return lines;
+    };
+    if !lines.is_empty() {
+        lines.push(Line::default());
+    }
+
+    let mut taken = String::from("taken");
+    if let Some(at) = detail.dump_received_at() {
+        let ago = app.now().saturating_duration_since(at).as_secs();
+        taken.push_str(&format!(" {ago}s ago"));
+    }
+    if dump.taken_at_unix_ms > 0 {
+        taken.push_str(&format!(" at {}", fmt_utc_time(dump.taken_at_unix_ms)));
+    }
+    lines.push(Line::from(vec![
+        label("Dump: "),
+        Span::raw(format!(
+            "{taken}; dump took {}, runtime paused {}",
+            fmt_ms(dump.took_seconds),
+            fmt_ms(dump.paused_seconds)
+        )),
+    ]));
+
+    let (source, source_style) = match dump.source {
+        DumpSource::Traced => ("traced (await points)", theme.fg(Color::Green)),
+        DumpSource::Registry => ("registry only (no await points)", theme.fg(Color::Yellow)),
+        DumpSource::Unknown => ("unknown", theme.fg(Color::Yellow)),
+    };
+    let mut source_line = vec![label("Source: "), Span::styled(source, source_style)];
+    if !dump.complete {
+        source_line.push(Span::styled(
+            ", INCOMPLETE",
+            theme.fg(Color::Red).add_modifier(Modifier::BOLD),
+        ));
+    }
+    let groups: Vec<&DumpGroup> = dump
+        .groups
+        .iter()
+        .filter(|g| g.site == detail.site())
+        .collect();
+    source_line.push(Span::raw(format!(
+        "   {} tasks in {} group{}",
+        dump.total_tasks,
+        groups.len(),
+        if groups.len() == 1 { "" } else { "s" }
+    )));
+    lines.push(Line::from(source_line));
+    for note in &dump.notes {
+        lines.push(Line::from(vec![
+            Span::styled("note: ", theme.fg(Color::Yellow)),
+            Span::raw(clean(note)),
+        ]));
+    }
+    for b in &dump.blocked {
+        lines.push(Line::from(vec![
+            Span::styled(
+                "blocked: ",
+                theme.fg(Color::Red).add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(format!(
+                "task {} spawned at {} has been in one poll for {:.2}s",
+                b.task,
+                clean(&b.site),
+                b.seconds
+            )),
+        ]));
+    }
+    let others = dump.groups.len() - groups.len();
+    if others > 0 {
+        lines.push(Line::from(Span::styled(
+            format!("({others} groups of other sites not shown)"),
+            theme.dim(),
+        )));
+    }
+
+    if groups.is_empty() {
+        lines.push(Line::default());
+        lines.push(Line::from(Span::styled(
+            "no live tasks at this site when the dump was taken",
+            theme.dim(),
+        )));
+    }
+    for g in groups {
+        lines.push(Line::default());
+        lines.extend(group_lines(g, width, theme));
+    }
+    lines
+}
+
+/// One group: `10 tasks @ site  idle min/median/max …  age max …`, then its stacks,
+/// innermost frame first.
+fn group_lines(g: &DumpGroup, width: usize, theme: Theme) -> Vec<Line<'static>> {
+    let mut lines = vec![Line::from(vec![
+        Span::styled(
+            format!("{} tasks @ {}", g.count, clean(&g.site)),
+            theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!(
+            "  idle min/median/max {}  age max {}",
+            fmt_spread(&g.idle_seconds),
+            fmt_secs(g.age_seconds.max)
+        )),
+    ])];
+    if g.stacks.is_empty() {
+        lines.push(Line::from(Span::styled(
+            "    (no await point: registry only, or not traced)",
+            theme.dim(),
+        )));
+    }
+    for (i, stack) in g.stacks.iter().enumerate() {
+        if i > 0 {
+            lines.push(Line::from(Span::styled(
+                "    -- and, awaited at the same time:",
+                theme.dim(),
+            )));
+        }
+        for f in stack {
+            lines.push(frame_line(f, width, theme));
+        }
+    }
+    lines
+}
+
+/// `    function  file:line`, the function shortened from the left when the line would be
+/// wider than `width`, so that the location stays visible.
+fn frame_line(f: &StackFrame, width: usize, theme: Theme) -> Line<'static> {
+    const INDENT: &str = "    ";
+    let location = match (f.file.is_empty(), f.line) {
+        (true, _) => String::new(),
+        (false, 0) => clean(&f.file),
+        (false, line) => format!("{}:{line}", clean(&f.file)),
+    };
+    let function = clean(&f.function);
+    let room = width
+        .saturating_sub(INDENT.len() + 2 + location.chars().count())
+        .max(12);
+    let function = truncate_left(&function, room);
+    let mut spans = vec![Span::raw(INDENT), Span::raw(function)];
+    if !location.is_empty() {
+        spans.push(Span::raw("  "));
+        spans.push(Span::styled(location, theme.dim()));
+    }
+    Line::from(spans)
+}
+
+/// `text` cut into pieces of at most `width` characters (at least 20).
+fn wrap_chars(text: &str, width: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars
+        .chunks(width.max(20))
+        .map(|c| c.iter().collect())
+        .collect()
+}
+
+/// Milliseconds: `0.4 ms`, `12 ms`.
+fn fmt_ms(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "-".into();
+    }
+    let ms = secs * 1e3;
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+/// A duration for people: `250ms`, `4.5s`, `3m 05s`.
+fn fmt_secs(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        "-".into()
+    } else if secs < 1.0 {
+        format!("{:.0}ms", secs * 1e3)
+    } else if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        fmt_uptime(secs)
+    }
+}
+
+fn fmt_spread(s: &Spread) -> String {
+    format!(
+        "{}/{}/{}",
+        fmt_secs(s.min),
+        fmt_secs(s.median),
+        fmt_secs(s.max)
+    )
+}
+
+/// Time of day of a Unix timestamp in milliseconds, as `HH:MM:SS UTC`.
+fn fmt_utc_time(unix_ms: u64) -> String {
+    let s = unix_ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        (s / 3600) % 24,
+        (s / 60) % 60,
+        s % 60
+    )
+}
+
 /// A text sparkline of `samples` (oldest first), `width` characters wide, newest at the
 /// right. Scaled to the largest sample shown; columns with no samples yet are blank. When
 /// there are more samples than columns, each column shows the maximum of a bucket.
@@ -416,5 +783,14 @@ mod tests {
         );
         assert_eq!(truncate_left("abc", 4), "abc");
         assert_eq!(clean("a\x1b[2Jb"), "a\u{fffd}[2Jb");
+        assert_eq!(fmt_ms(0.0123), "12 ms");
+        assert_eq!(fmt_ms(0.004), "4.0 ms");
+        assert_eq!(fmt_secs(0.25), "250ms");
+        assert_eq!(fmt_secs(125.0), "2m 05s");
+        assert_eq!(fmt_utc_time(86_400_000 + 3_723_000), "01:02:03 UTC");
+        assert_eq!(
+            wrap_chars(&"x".repeat(45), 20),
+            ["x".repeat(20), "x".repeat(20), "x".repeat(5)]
+        );
     }
 }

@@ -1,15 +1,23 @@
-//! `fetch_snapshot` against a hand-written HTTP/1.1 server on a local port.
+//! `fetch_snapshot` and `fetch_dump` against a hand-written HTTP/1.1 server on a local
+//! port.
 
 use std::time::Duration;
 
 use taskscope::model::SCHEMA_VERSION;
-use taskscope_tui::client::{FetchError, fetch_snapshot, fetch_snapshot_with};
+use taskscope_tui::client::{
+    FetchError, fetch_dump, fetch_dump_with, fetch_snapshot, fetch_snapshot_with,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Serves one connection: reads the request head, then writes `response` (or nothing when
 /// `None`, holding the connection open) and closes. Returns the base URL.
 async fn serve_once(response: Option<Vec<u8>>) -> String {
+    serve_once_at("/debug/taskscope/snapshot", response).await
+}
+
+/// [`serve_once`] for a request of `target` (path and query, as sent).
+async fn serve_once_at(target: &'static str, response: Option<Vec<u8>>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -25,7 +33,7 @@ async fn serve_once(response: Option<Vec<u8>>) -> String {
         }
         let head = String::from_utf8_lossy(&req);
         assert!(
-            head.starts_with("GET /debug/taskscope/snapshot HTTP/1.1\r\n"),
+            head.starts_with(&format!("GET {target} HTTP/1.1\r\n")),
             "{head}"
         );
         match response {
@@ -162,4 +170,115 @@ async fn oversized_body_is_rejected() {
         .await
         .unwrap_err();
     assert!(matches!(err, FetchError::TooLarge { .. }), "{err:?}");
+}
+
+const DUMP_TARGET: &str =
+    "/debug/taskscope/dump?format=json&site=demo-service%2Fsrc%2Ffaults%2Fs2.rs%3A89%3A13";
+const DUMP_SITE: &str = "demo-service/src/faults/s2.rs:89:13";
+
+#[tokio::test]
+async fn dump_json_is_ok() {
+    let body = format!(
+        r#"{{"schema_version":{SCHEMA_VERSION},"taken_at_unix_ms":5,"took_seconds":0.012,
+            "paused_seconds":0.004,"source":"traced","complete":true,"notes":["n"],
+            "total_tasks":10,"groups":[{{"site":"{DUMP_SITE}","count":10,
+              "stacks":[[{{"function":"tokio::sync::oneshot::Receiver<T>","file":"oneshot.rs","line":7}}]],
+              "idle_seconds":{{"min":1.0,"median":2.0,"max":3.0}},"task_ids":[1,2]}}],
+            "future_field":1}}"#
+    );
+    let url = serve_once_at(DUMP_TARGET, Some(http("200 OK", "application/json", &body))).await;
+    let dump = fetch_dump(&client(), &format!("{url}/"), DUMP_SITE)
+        .await
+        .expect("ok");
+    assert_eq!(dump.source, taskscope::model::DumpSource::Traced);
+    assert_eq!(dump.total_tasks, 10);
+    assert_eq!(dump.notes, vec!["n".to_string()]);
+    assert_eq!(dump.groups.len(), 1);
+    let g = &dump.groups[0];
+    assert_eq!((g.site.as_str(), g.count), (DUMP_SITE, 10));
+    assert_eq!(g.stacks[0][0].function, "tokio::sync::oneshot::Receiver<T>");
+    assert_eq!(g.stacks[0][0].line, 7);
+    assert_eq!(g.idle_seconds.median, 2.0);
+}
+
+#[tokio::test]
+async fn dump_busy_429_carries_the_message() {
+    let url = serve_once_at(
+        DUMP_TARGET,
+        Some(http(
+            "429 Too Many Requests",
+            "text/plain",
+            "another task dump is in progress; try again when it is done\n",
+        )),
+    )
+    .await;
+    let err = fetch_dump(&client(), &url, DUMP_SITE).await.unwrap_err();
+    assert!(
+        matches!(err, FetchError::Status { status: 429, .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("429"), "{msg}");
+    assert!(
+        msg.contains("another task dump is in progress; try again when it is done"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn dump_garbage_is_a_json_error() {
+    let url = serve_once_at(
+        DUMP_TARGET,
+        Some(http(
+            "200 OK",
+            "text/plain",
+            "task dump: 3 tasks in 1 groups",
+        )),
+    )
+    .await;
+    let err = fetch_dump(&client(), &url, DUMP_SITE).await.unwrap_err();
+    assert!(matches!(err, FetchError::BadJson { .. }), "{err:?}");
+    assert!(err.to_string().contains("JSON"), "{err}");
+    assert!(err.to_string().contains("/debug/taskscope/dump"), "{err}");
+}
+
+#[tokio::test]
+async fn dump_newer_schema_refused_port_and_timeout() {
+    let url = serve_once_at(
+        DUMP_TARGET,
+        Some(http(
+            "200 OK",
+            "application/json",
+            r#"{"schema_version":999}"#,
+        )),
+    )
+    .await;
+    let err = fetch_dump(&client(), &url, DUMP_SITE).await.unwrap_err();
+    assert!(
+        matches!(err, FetchError::UnsupportedSchema { found: 999, .. }),
+        "{err:?}"
+    );
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let err = fetch_dump(&client(), &format!("http://{addr}"), DUMP_SITE)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::ConnectionRefused { .. }),
+        "{err:?}"
+    );
+
+    let url = serve_once_at(DUMP_TARGET, None).await;
+    let err = fetch_dump_with(
+        &client(),
+        &url,
+        DUMP_SITE,
+        Duration::from_millis(200),
+        1 << 20,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, FetchError::Timeout { .. }), "{err:?}");
 }

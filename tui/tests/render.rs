@@ -168,6 +168,7 @@ fn renders_connected_snapshot() {
         assert!(text.contains(col), "missing column {col}: {text}");
     }
     assert!(text.contains("q quit  ↑/↓ select"), "{text}");
+    assert!(text.contains("Enter site & task dump"), "{text}");
     assert_rows(&lines);
 }
 
