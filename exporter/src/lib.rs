@@ -7,6 +7,7 @@
 //! | `GET /metrics` | Prometheus text format, read from the agent at scrape time |
 //! | `GET /debug/taskscope/snapshot[?tasks=N]` | the [`taskscope::model::Snapshot`] as JSON, with up to N live tasks (oldest first, N ≤ 100000) |
 //! | `GET /debug/taskscope/dump[?debug=1\|2][&format=json][&timeout=SECS][&trace=0][&site=SITE]` | a task dump ([`taskscope::model::Dump`]): groups by spawn site and await point (`debug=1`), every task (`debug=2`); 429 while another dump runs |
+//! | `GET /debug/pprof/tasks[?timeout=SECS][&trace=0][&site=SITE]` | the dump as a gzipped pprof `profile.proto` ([`pprof`]): one sample per group, valued by its task count, for `go tool pprof`; 429 while another dump runs |
 //! | `GET /` | this list |
 //!
 //! ```no_run
@@ -24,6 +25,7 @@
 
 mod dump_text;
 mod metrics;
+pub mod pprof;
 mod routes;
 
 use std::net::SocketAddr;

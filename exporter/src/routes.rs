@@ -31,6 +31,7 @@ pub(crate) fn router(agent: Agent) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/debug/taskscope/snapshot", get(snapshot))
         .route("/debug/taskscope/dump", get(dump))
+        .route("/debug/pprof/tasks", get(pprof_tasks))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -40,7 +41,9 @@ const INDEX: &str = "taskscope exporter\n\
 GET /metrics                              Prometheus text format\n\
 GET /debug/taskscope/snapshot[?tasks=N]   snapshot JSON, with up to N live tasks\n\
 GET /debug/taskscope/dump[?debug=1|2][&format=json][&timeout=SECS][&trace=0][&site=SITE]\n\
-                                          task dump grouped by spawn site and await point\n";
+                                          task dump grouped by spawn site and await point\n\
+GET /debug/pprof/tasks[?timeout=SECS][&trace=0][&site=SITE]\n\
+                                          the dump as a gzipped pprof profile (go tool pprof)\n";
 
 async fn index() -> &'static str {
     INDEX
@@ -216,4 +219,46 @@ async fn dump(
         crate::dump_text::groups(&dump)
     };
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
+/// `/debug/pprof/tasks`: the dump as a gzipped pprof profile. Takes the dump's `timeout`,
+/// `trace` and `site`; `debug` and `format` make no sense here.
+async fn pprof_tasks(
+    State(state): State<Arc<AppState>>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    if let Some((key, _)) = pairs.iter().find(|(k, _)| k == "debug" || k == "format") {
+        return bad_request(format!(
+            "parameter {key} does not apply to /debug/pprof/tasks; \
+             parameters: timeout=SECS (0.1 to 60), trace=0|1, site=SPAWN_SITE"
+        ));
+    }
+    let options = match dump_params(&pairs) {
+        Ok(p) => p.options,
+        Err(message) => return bad_request(message),
+    };
+    let dump = match state.agent.dump(&options).await {
+        Ok(d) => d,
+        Err(e @ DumpError::Busy) => {
+            return (StatusCode::TOO_MANY_REQUESTS, format!("{e}\n")).into_response();
+        }
+    };
+    match crate::pprof::encode_gzip(&dump) {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"tasks.pb.gz\"",
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the profile: {e}\n"),
+        )
+            .into_response(),
+    }
 }
