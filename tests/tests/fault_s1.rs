@@ -89,6 +89,13 @@ async fn silent_keepalive_connections_stay_live_and_idle_at_the_connection_site(
         assert_eq!(t.polls, before.polls, "task {} was polled", t.id);
     }
 
+    // A task dump shows all of them in one group, waiting on a socket read in the
+    // connection's code (next to the shutdown signal of its `select!`).
+    demo.check_traced_dump(&site, N as u64, FILE, "a socket read", |f| {
+        f.contains("TcpStream") && f.contains("read")
+    })
+    .await;
+
     // Off: clients gone, connection tasks read EOF and end.
     demo.fault_off("S1").await;
     demo.wait_live(&site, 0).await;

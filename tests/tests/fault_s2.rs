@@ -80,6 +80,13 @@ async fn ignored_requests_stay_live_and_idle_at_the_request_site() {
     }
     demo.wait_live(&site, IGNORED).await;
 
+    // A task dump shows the ignored requests in one group, waiting on their oneshot reply
+    // in the request's code.
+    demo.check_traced_dump(&site, IGNORED, FILE, "a oneshot receive", |f| {
+        f.contains("oneshot")
+    })
+    .await;
+
     // Off: the actor drops the map; every waiting receiver fails and its task ends.
     demo.fault_off("S2").await;
     demo.wait_live(&site, 0).await;

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Demo, site_of};
-use taskscope::model::TaskState;
+use taskscope::model::{DumpSource, TaskState};
 
 const FILE: &str = "demo-service/src/faults/s7_never_yields.rs";
 
@@ -52,10 +52,53 @@ async fn a_spinning_task_shows_as_one_running_task_at_its_site() {
     // The exporter's other endpoint answers too while the spin runs.
     assert!(demo.metrics().await.contains("taskscope_tasks_live"));
 
+    // A dump asked for now must not start tokio's dump (a worker has been in one poll for
+    // more than the agent's threshold; tokio #7478 would wedge the runtime): it answers
+    // from the registry at once, incomplete, naming the spin. The spin lasts 2 s and was
+    // seen running moments ago; 300 ms more puts it well past the threshold.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = Instant::now();
+    let dump = demo.dump_json("timeout=3").await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "the dump took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(dump.source, DumpSource::Registry, "{dump:#?}");
+    assert!(!dump.complete, "{dump:#?}");
+    assert!(
+        dump.blocked
+            .iter()
+            .any(|b| b.site == spin && b.seconds > 0.1),
+        "no blocked poll at {spin}: {:?}",
+        dump.blocked
+    );
+    assert!(
+        dump.notes.iter().any(|n| n.contains("blocking its worker")),
+        "notes: {:?}",
+        dump.notes
+    );
+    assert!(
+        dump.groups.iter().any(|g| g.site == spin && g.count == 1),
+        "no group at {spin}: {:#?}",
+        dump.groups
+    );
+    // The service still answers (the other worker serves it).
+    let (status, body) = demo.get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+
     // Off: the driver ends, the spin in progress finishes its 2 s, and nothing new starts.
     demo.fault_off("S7").await;
     demo.wait_live(&driver, 0).await;
     demo.wait_live(&spin, 0).await;
+    let (status, body) = demo.get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+
+    // With no spin left, a dump is traced and complete again, and the runtime still serves.
+    let dump = demo.dump_json("timeout=3").await;
+    assert_eq!(dump.source, DumpSource::Traced, "notes: {:?}", dump.notes);
+    assert!(dump.complete, "notes: {:?}", dump.notes);
+    assert!(dump.blocked.is_empty(), "{:?}", dump.blocked);
     let (status, body) = demo.get("/healthz").await;
     assert_eq!(status, 200, "{body}");
 }

@@ -41,6 +41,13 @@ async fn every_batch_leaves_one_waiting_task_per_item_beyond_the_channel() {
     assert_eq!(waiting.len() as u64, BATCH - CAPACITY);
     assert!(waiting.iter().all(|t| t.state == TaskState::Idle));
 
+    // A task dump shows them in one group, waiting on the full channel's send in the item
+    // task's code.
+    demo.check_traced_dump(&site, BATCH - CAPACITY, FILE, "a channel send", |f| {
+        f.contains("mpsc") && f.contains("send")
+    })
+    .await;
+
     // Another batch: exactly one more waiting task per item.
     let (status, body) = demo.post("/ingest", batch(BATCH)).await;
     assert_eq!(status, 202, "{body}");

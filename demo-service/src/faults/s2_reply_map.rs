@@ -86,7 +86,7 @@ impl Fault for ReplyMap {
         tokio::spawn(actor(addr, requests_rx, c, stop_rx)); // fault site: S2 actor
         for id in 1..=REQUESTS {
             let tx = requests_tx.clone();
-            tokio::spawn(request(id, tx)); // fault site: S2 request
+            taskscope::spawn(request(id, tx)); // fault site: S2 request
         }
 
         let status = Arc::clone(&counters);

@@ -7,7 +7,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use taskscope::model::Snapshot;
+use std::collections::BTreeMap;
+
+use taskscope::model::{Dump, DumpGroup, DumpSource, Frame, Snapshot};
 
 /// The demo binary built by this package (same code as `taskscope-demo`).
 pub const DEMO: &str = env!("CARGO_BIN_EXE_taskscope-demo-e2e");
@@ -17,8 +19,8 @@ pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// `file:line:col` of the spawn call on the line of `file` (relative to the workspace) that
 /// carries `marker`, computed from the source so tests never type a line number. The column
-/// is that of `tokio::spawn` / `tokio::task::spawn` when present, else of a method `spawn(`
-/// (as `set.spawn(` or `handle.spawn(`, whose location is the method name).
+/// is that of `tokio::spawn` / `tokio::task::spawn` / `taskscope::spawn` when present, else of
+/// a method `spawn(` (as `set.spawn(` or `handle.spawn(`, whose location is the method name).
 pub fn site_of(file: &str, marker: &str) -> String {
     let source = std::fs::read_to_string(format!("{ROOT}/{file}"))
         .unwrap_or_else(|e| panic!("cannot read {file}: {e}"));
@@ -33,10 +35,15 @@ pub fn site_of(file: &str, marker: &str) -> String {
         "marker {marker:?} must be on exactly one line of {file}"
     );
     let (idx, line) = matches[0];
-    let col = ["tokio::spawn(", "tokio::task::spawn(", "spawn("]
-        .iter()
-        .find_map(|pat| line.find(pat))
-        .unwrap_or_else(|| panic!("no spawn call on the marked line of {file}: {line}"))
+    let col = [
+        "tokio::spawn(",
+        "tokio::task::spawn(",
+        "taskscope::spawn(",
+        "spawn(",
+    ]
+    .iter()
+    .find_map(|pat| line.find(pat))
+    .unwrap_or_else(|| panic!("no spawn call on the marked line of {file}: {line}"))
         + 1;
     format!("{file}:{}:{}", idx + 1, col)
 }
@@ -79,8 +86,13 @@ impl Drop for TempDir {
 impl Demo {
     /// Starts the demo with 2 workers on free ports, plus `extra` arguments.
     pub fn start(extra: &[&str]) -> Demo {
+        Demo::start_bin(DEMO, extra)
+    }
+
+    /// Like [`Demo::start`], with the demo binary at `bin` (a release build, say).
+    pub fn start_bin(bin: &str, extra: &[&str]) -> Demo {
         let data = TempDir::new("demo");
-        let mut child = Command::new(DEMO)
+        let mut child = Command::new(bin)
             .args([
                 "--addr",
                 "127.0.0.1:0",
@@ -178,6 +190,84 @@ impl Demo {
             .expect("snapshot JSON")
     }
 
+    /// The exporter's task dump as JSON: `GET /debug/taskscope/dump?format=json&{query}`
+    /// (`query` already URL-encoded, may be empty); panics unless it answers 200.
+    pub async fn dump_json(&self, query: &str) -> Dump {
+        let r = self
+            .client
+            .get(format!(
+                "{}/debug/taskscope/dump?format=json&{query}",
+                self.exporter
+            ))
+            .send()
+            .await
+            .expect("the exporter answers the dump");
+        let status = r.status();
+        let body = r.text().await.expect("dump body");
+        assert_eq!(status, 200, "dump?{query}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("dump JSON: {e}: {body}"))
+    }
+
+    /// Polls per task id at `site`, from a fresh snapshot.
+    pub async fn polls_at(&self, site: &str) -> BTreeMap<u64, u64> {
+        self.snapshot()
+            .await
+            .tasks
+            .iter()
+            .filter(|t| t.site == site)
+            .map(|t| (t.id, t.polls))
+            .collect()
+    }
+
+    /// Takes a traced dump and checks what every fault test expects of it: traced and
+    /// complete; exactly one group at `site`, of `count` tasks; one of its stacks has a leaf
+    /// for which `leaf` holds (`what` names it in messages), and the first frame after that
+    /// leaf outside tokio is in `file` with a line. Also checks that the dump did not count
+    /// as polls: the tasks at `site` have the same poll counts before and 300 ms after it.
+    /// Returns the dump.
+    pub async fn check_traced_dump(
+        &self,
+        site: &str,
+        count: u64,
+        file: &str,
+        what: &str,
+        leaf: impl Fn(&str) -> bool,
+    ) -> Dump {
+        let before = self.polls_at(site).await;
+        assert_eq!(
+            before.len() as u64,
+            count,
+            "tasks at {site} before the dump"
+        );
+        let dump = self.dump_json("").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = self.polls_at(site).await;
+        assert_eq!(
+            before, after,
+            "poll counts at {site} changed across the dump"
+        );
+
+        assert_eq!(dump.source, DumpSource::Traced, "notes: {:?}", dump.notes);
+        assert!(dump.complete, "incomplete dump: {:?}", dump.notes);
+        let groups: Vec<&DumpGroup> = dump.groups.iter().filter(|g| g.site == site).collect();
+        assert_eq!(groups.len(), 1, "groups at {site}: {groups:#?}");
+        let group = groups[0];
+        assert_eq!(group.count, count, "tasks in the group at {site}");
+        let stack = group
+            .stacks
+            .iter()
+            .find(|s| s.first().is_some_and(|f| leaf(&f.function)))
+            .unwrap_or_else(|| panic!("no stack at {site} waits on {what}: {:#?}", group.stacks));
+        let user = first_user_frame(stack)
+            .unwrap_or_else(|| panic!("no frame outside tokio after the leaf: {stack:#?}"));
+        assert_eq!(
+            user.file, file,
+            "first frame after the {what} leaf: {stack:#?}"
+        );
+        assert!(user.line > 0, "no line in {user:?}");
+        dump
+    }
+
     /// The exporter's /metrics text.
     pub async fn metrics(&self) -> String {
         self.client
@@ -218,6 +308,12 @@ impl Drop for Demo {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The first frame after a stack's leaf that is not tokio's own (by its file): the caller's
+/// code that awaits the leaf.
+pub fn first_user_frame(stack: &[Frame]) -> Option<&Frame> {
+    stack.iter().skip(1).find(|f| !f.file.starts_with("tokio-"))
 }
 
 /// The value of `name{site=...}` in a Prometheus text exposition.
