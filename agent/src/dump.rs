@@ -211,25 +211,20 @@ fn relativize(inner: &Inner, traces: &mut HashMap<u64, Vec<Vec<Frame>>>) {
 
 /// Polls in progress longer than `threshold`, longest first.
 fn blocked_polls(inner: &Inner, secs: &Seconds, threshold: Duration) -> Vec<BlockedPoll> {
-    let by_id: HashMap<u64, u32> = inner
-        .tasks
-        .collect()
-        .into_iter()
-        .map(|(id, slot)| (id, slot.site))
-        .collect();
     let mut blocked: Vec<BlockedPoll> = inner
         .lanes
         .in_progress()
         .into_iter()
-        .map(|p| BlockedPoll {
+        .map(|p| (p, secs.since(p.started)))
+        .filter(|(_, seconds)| *seconds > threshold.as_secs_f64())
+        .map(|(p, seconds)| BlockedPoll {
             task: p.task,
-            site: by_id.get(&p.task).map_or_else(
+            site: inner.tasks.get(p.task).map_or_else(
                 || "(unknown)".to_string(),
-                |&s| inner.sites.label(s).to_string(),
+                |slot| inner.sites.label(slot.site).to_string(),
             ),
-            seconds: secs.since(p.started),
+            seconds,
         })
-        .filter(|b| b.seconds > threshold.as_secs_f64())
         .collect();
     blocked.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
     blocked
@@ -308,25 +303,27 @@ async fn trace(
     unreachable!("trace() is only called when TRACING_SUPPORTED")
 }
 
+/// Groups entries by (site, stacks): bucketed by site first (an index, no hashing), then
+/// each site's tasks sorted by stacks only when they differ. A registry-only dump of a
+/// million tasks is one pass plus a median per site.
 fn groups(inner: &Inner, entries: &[Entry], secs: &Seconds) -> Vec<DumpGroup> {
-    let mut by_key: HashMap<(u32, &Vec<Vec<Frame>>), Vec<&Entry>> = HashMap::new();
+    let mut by_site: Vec<Vec<&Entry>> = Vec::new();
     for e in entries {
-        by_key.entry((e.slot.site, &e.stacks)).or_default().push(e);
+        let s = e.slot.site as usize;
+        if by_site.len() <= s {
+            by_site.resize_with(s + 1, Vec::new);
+        }
+        by_site[s].push(e);
     }
-    let mut groups: Vec<DumpGroup> = by_key
-        .into_iter()
-        .map(|((site, stacks), mut members)| {
-            members.sort_by_key(|e| (e.slot.spawned, e.id));
-            DumpGroup {
-                site: inner.sites.label(site).to_string(),
-                stacks: stacks.clone(),
-                count: members.len() as u64,
-                idle_seconds: spread(members.iter().map(|e| idle(e, secs))),
-                age_seconds: spread(members.iter().map(|e| secs.since(e.slot.spawned))),
-                task_ids: members.iter().take(10).map(|e| e.id).collect(),
-            }
-        })
-        .collect();
+    let mut groups = Vec::new();
+    for mut members in by_site.into_iter().filter(|m| !m.is_empty()) {
+        if members.iter().any(|e| e.stacks != members[0].stacks) {
+            members.sort_by(|a, b| a.stacks.cmp(&b.stacks));
+        }
+        for group in members.chunk_by_mut(|a, b| a.stacks == b.stacks) {
+            groups.push(group_of(inner, group, secs));
+        }
+    }
     groups.sort_by(|a, b| {
         b.count
             .cmp(&a.count)
@@ -334,6 +331,26 @@ fn groups(inner: &Inner, entries: &[Entry], secs: &Seconds) -> Vec<DumpGroup> {
             .then_with(|| a.stacks.cmp(&b.stacks))
     });
     groups
+}
+
+/// One group from its members (same site, same stacks).
+fn group_of(inner: &Inner, members: &mut [&Entry], secs: &Seconds) -> DumpGroup {
+    const IDS: usize = 10;
+    let oldest = |e: &&Entry| (e.slot.spawned, e.id);
+    // The oldest few, in order, without sorting the whole group.
+    if members.len() > IDS {
+        members.select_nth_unstable_by_key(IDS - 1, oldest);
+    }
+    let first = members.len().min(IDS);
+    members[..first].sort_by_key(oldest);
+    DumpGroup {
+        site: inner.sites.label(members[0].slot.site).to_string(),
+        stacks: members[0].stacks.clone(),
+        count: members.len() as u64,
+        idle_seconds: spread(members.iter().map(|e| idle(e, secs)).collect()),
+        age_seconds: spread(members.iter().map(|e| secs.since(e.slot.spawned)).collect()),
+        task_ids: members[..first].iter().map(|e| e.id).collect(),
+    }
 }
 
 fn task_rows(inner: &Inner, entries: &mut [Entry], secs: &Seconds) -> Vec<DumpTask> {
@@ -364,15 +381,16 @@ fn idle(e: &Entry, secs: &Seconds) -> f64 {
     }
 }
 
-fn spread(values: impl Iterator<Item = f64>) -> Spread {
-    let mut v: Vec<f64> = values.collect();
+fn spread(mut v: Vec<f64>) -> Spread {
     if v.is_empty() {
         return Spread::default();
     }
-    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    let (below, median, above) = v.select_nth_unstable_by(mid, f64::total_cmp);
+    let median = *median;
     Spread {
-        min: v[0],
-        median: v[v.len() / 2],
-        max: v[v.len() - 1],
+        min: below.iter().copied().fold(median, f64::min),
+        median,
+        max: above.iter().copied().fold(median, f64::max),
     }
 }

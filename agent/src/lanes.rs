@@ -35,6 +35,9 @@ pub(crate) struct SiteCounters {
     pub(crate) polls: AtomicU64,
     /// Precise clock ticks spent polling.
     pub(crate) busy: AtomicU64,
+    /// Longest wait (coarse ns) that ended in a poll: how long this site's tasks normally
+    /// wait. Merged over lanes with `max`, not summed.
+    pub(crate) longest_wait: AtomicU64,
 }
 
 /// Totals of one site over every lane.
@@ -44,6 +47,7 @@ pub(crate) struct SiteTotals {
     pub(crate) completed: u64,
     pub(crate) polls: u64,
     pub(crate) busy: u64,
+    pub(crate) longest_wait: u64,
 }
 
 #[repr(align(64))]
@@ -119,6 +123,16 @@ impl Lane {
         } else {
             // Single writer: a load and a store, no locked instruction.
             counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), order);
+        }
+    }
+
+    /// Raises a maximum kept in this lane.
+    #[inline]
+    pub(crate) fn raise(&self, counter: &AtomicU64, value: u64) {
+        if self.shared {
+            counter.fetch_max(value, Ordering::Relaxed);
+        } else if value > counter.load(Ordering::Relaxed) {
+            counter.store(value, Ordering::Relaxed);
         }
     }
 
@@ -329,6 +343,7 @@ impl Lanes {
             t.spawned += c.spawned.load(Ordering::Relaxed);
             t.polls += c.polls.load(Ordering::Relaxed);
             t.busy += c.busy.load(Ordering::Relaxed);
+            t.longest_wait = t.longest_wait.max(c.longest_wait.load(Ordering::Relaxed));
         }
         t
     }

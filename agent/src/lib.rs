@@ -52,13 +52,15 @@ pub mod dump;
 #[cfg(all(feature = "taskdump", target_os = "linux"))]
 mod frames;
 mod lanes;
+pub mod leakcheck;
+pub mod leaks;
 mod snapshot;
 mod spawn;
 mod tasks;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::runtime::{Builder, Handle, TaskMeta};
 
@@ -68,6 +70,7 @@ use site::SiteTable;
 use tasks::{TaskTable, id_to_u64};
 
 pub use dump::{DumpError, DumpOptions};
+pub use leaks::{HistoryError, LeakSettings};
 pub use snapshot::SnapshotOptions;
 pub use spawn::spawn;
 
@@ -116,6 +119,10 @@ struct Inner {
     runtime_seen: AtomicBool,
     /// Held while a task dump runs: one at a time.
     dump_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Leak indicators' settings, history and baseline.
+    leaks: leaks::LeakState,
+    /// Lost-waker facts, once a waker-tracking layer was made for this agent.
+    wakers: OnceLock<Arc<dyn leaks::WakerSource>>,
 }
 
 /// Installs a new agent with default settings on `builder`.
@@ -130,6 +137,7 @@ pub fn install(builder: &mut Builder) -> Agent {
 pub struct AgentBuilder {
     site_capacity: usize,
     task_slots: usize,
+    leaks: LeakSettings,
 }
 
 impl Default for AgentBuilder {
@@ -137,6 +145,7 @@ impl Default for AgentBuilder {
         AgentBuilder {
             site_capacity: DEFAULT_SITE_CAPACITY,
             task_slots: DEFAULT_TASK_SLOTS,
+            leaks: LeakSettings::default(),
         }
     }
 }
@@ -159,11 +168,49 @@ impl AgentBuilder {
         self
     }
 
+    /// One idle threshold for every site: a live task not polled for longer is "idle too
+    /// long". By default each site gets its own, derived from how long its tasks normally
+    /// wait (see [`AgentBuilder::idle_floor`]).
+    pub fn idle_threshold(mut self, threshold: Duration) -> Self {
+        self.leaks.idle_threshold = Some(threshold.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// The least derived idle threshold (default 10 s). A site's threshold is this, or
+    /// [`leaks::IDLE_FACTOR`] times the longest wait any of its tasks had before being
+    /// polled again, whichever is longer; so a listener that normally waits minutes for a
+    /// connection is not flagged after seconds.
+    pub fn idle_floor(mut self, floor: Duration) -> Self {
+        self.leaks.idle_floor = floor.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The window over which a site's live count must keep rising to be flagged as growth
+    /// (default 60 s, at least 1 s). The agent samples every site 60 times per window.
+    pub fn growth_window(mut self, window: Duration) -> Self {
+        self.leaks.growth_window = window.clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        self
+    }
+
+    /// The least rise of a site's low-water mark over the window that counts as growth
+    /// (default 5 tasks).
+    pub fn growth_min_tasks(mut self, tasks: u64) -> Self {
+        self.leaks.growth_min_tasks = tasks.max(1);
+        self
+    }
+
+    /// How far back the per-site history goes, for `diff --since` (default 300 s; at least
+    /// the growth window; at most 4096 samples).
+    pub fn history(mut self, span: Duration) -> Self {
+        self.leaks.history = span.min(Duration::from_secs(24 * 3600));
+        self
+    }
+
     /// Builds the agent without installing it; call [`Agent::install`] next.
     pub fn build(self) -> Agent {
         let sites = SiteTable::new(self.site_capacity);
         let runtime = Arc::new(OnceLock::new());
-        Agent {
+        let agent = Agent {
             runtime: Arc::clone(&runtime),
             inner: Arc::new(Inner {
                 clock: Clock::new(),
@@ -175,8 +222,12 @@ impl AgentBuilder {
                 runtime: Arc::downgrade(&runtime),
                 runtime_seen: AtomicBool::new(false),
                 dump_lock: Arc::new(tokio::sync::Mutex::new(())),
+                wakers: OnceLock::new(),
+                leaks: leaks::LeakState::new(self.leaks),
             }),
-        }
+        };
+        leaks::start_sampler(&agent.inner);
+        agent
     }
 
     /// Builds the agent and installs it on `builder`.
@@ -221,6 +272,25 @@ impl Agent {
     /// and says why.
     pub async fn dump(&self, options: &DumpOptions) -> Result<model::Dump, DumpError> {
         dump::take(&self.inner, self.runtime.get().cloned(), options).await
+    }
+
+    /// Marks a baseline now: later snapshots carry what changed per site since
+    /// ([`model::Snapshot::baseline`]). Replaces an earlier baseline. Returns its wall-clock
+    /// time, milliseconds since the Unix epoch.
+    pub fn mark_baseline(&self) -> u64 {
+        leaks::mark_baseline(&self.inner)
+    }
+
+    /// What changed per site over the last `since`, from the agent's sampled history
+    /// (see [`AgentBuilder::history`]).
+    pub fn diff_since(&self, since: Duration) -> Result<model::BaselineDiff, HistoryError> {
+        let secs = self.inner.clock.calibrate();
+        leaks::diff_since(&self.inner, since, &secs)
+    }
+
+    /// The leak indicators' settings.
+    pub fn leak_settings(&self) -> &LeakSettings {
+        &self.inner.leaks.settings
     }
 
     /// Reads a snapshot, with the per-task list if `options` asks for it.
@@ -292,12 +362,14 @@ impl Inner {
         let now = self.clock.now();
         // The worker owns the task until this poll ends: the one safe moment to update its
         // slot (after the poll, a task that woke itself may already run elsewhere).
-        let site = self.tasks.poll_started(id, now);
+        let started = self.tasks.poll_started(id, now);
         self.lanes.with(|lane| {
-            if let Some(site) = site {
-                lane.add(&lane.site(site).polls, 1);
+            if let Some((site, waited)) = started {
+                let counters = lane.site(site);
+                lane.add(&counters.polls, 1);
+                lane.raise(&counters.longest_wait, waited);
             }
-            lane.start_poll(id, site, now, &self.clock);
+            lane.start_poll(id, started.map(|(site, _)| site), now, &self.clock);
         });
     }
 

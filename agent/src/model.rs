@@ -45,6 +45,10 @@ pub struct Snapshot {
     pub tasks: Vec<TaskRow>,
     /// How many live tasks the agent tracks; larger than `tasks.len()` when the list was cut.
     pub tasks_total: u64,
+    /// What looks wrong now (leaks first), most severe first. Empty when all is well.
+    pub findings: Vec<Finding>,
+    /// What changed per site since the baseline was marked, if one was.
+    pub baseline: Option<BaselineDiff>,
 }
 
 /// The process hosting the agent.
@@ -113,6 +117,20 @@ pub struct SiteRow {
     /// Seconds this site's tasks spent being polled, estimated from one poll in 8 (on
     /// average, random strides) timed precisely and weighted by the polls it stands for.
     pub busy_seconds: f64,
+    /// Live tasks here not polled for longer than [`SiteRow::idle_threshold_seconds`].
+    pub idle_over_threshold: u64,
+    /// Idle time beyond which a task here counts as idle too long: the agent's fixed
+    /// threshold if one is set, else derived from the site's own waits (see
+    /// [`Evidence::IdleTooLong`]).
+    pub idle_threshold_seconds: f64,
+    /// The longest time any task here waited between two polls (or from spawn to its first
+    /// poll) and was then polled again: how long this site's tasks normally wait.
+    pub longest_wait_seconds: f64,
+    /// Idle time of the site's longest-idle live task (0 when none is idle).
+    pub oldest_idle_seconds: f64,
+    /// Trend of the live count over the growth window, tasks per second (least squares;
+    /// negative when shrinking, 0 without enough history).
+    pub live_trend_per_second: f64,
 }
 
 /// The state of a live task.
@@ -266,4 +284,176 @@ pub struct DumpTask {
     pub polls: u64,
     /// Where it waits, as in [`DumpGroup::stacks`].
     pub stacks: Vec<Vec<Frame>>,
+}
+
+/// How sure, or how bad, a finding is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth a look; may be normal for this service.
+    #[default]
+    Info,
+    /// Probably wrong: suspected leak.
+    Warning,
+    /// Certainly wrong: tasks that can never run again.
+    Critical,
+    /// A severity this reader does not know (sent by a newer agent).
+    #[serde(other)]
+    Unknown,
+}
+
+impl Severity {
+    /// For sorting, most severe highest; an unknown severity ranks lowest.
+    pub fn rank(self) -> u8 {
+        match self {
+            Severity::Unknown => 0,
+            Severity::Info => 1,
+            Severity::Warning => 2,
+            Severity::Critical => 3,
+        }
+    }
+
+    /// Lower-case name, as in JSON and Prometheus labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Unknown => "unknown",
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// What kind of trouble a finding reports.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// Live tasks idle far longer than their site's tasks normally wait (suspected leak).
+    IdleTooLong,
+    /// A site whose live count keeps rising: its low-water mark grows (suspected leak).
+    Growth,
+    /// Idle tasks whose wakers were all dropped: nothing can ever wake them (certain leak).
+    LostWaker,
+    /// A kind this reader does not know (sent by a newer agent).
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl FindingKind {
+    /// Lower-case name, as in JSON and Prometheus labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::IdleTooLong => "idle_too_long",
+            FindingKind::Growth => "growth",
+            FindingKind::LostWaker => "lost_waker",
+            FindingKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// Something that looks wrong at one spawn site, with the numbers behind it.
+///
+/// Shaped like tokio-console's warnings: `summary` is one full sentence for this site with
+/// the number that crossed the line; `fragment` reads after a count of tasks
+/// ("12 tasks have lost their waker").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Finding {
+    /// What kind of trouble.
+    pub kind: FindingKind,
+    /// How sure or how bad.
+    pub severity: Severity,
+    /// Spawn site, as in [`SiteRow::site`].
+    pub site: String,
+    /// Tasks concerned.
+    pub count: u64,
+    /// One sentence, e.g. "50 tasks spawned at src/conn.rs:40:9 have been idle for more
+    /// than 10.0 s (oldest 42.1 s); tasks there normally wait at most 0.2 s".
+    pub summary: String,
+    /// Reads after a count: "tasks idle for more than 10.0 s".
+    pub fragment: String,
+    /// The numbers behind it.
+    pub evidence: Evidence,
+}
+
+/// The numbers behind a [`Finding`], by kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Evidence {
+    /// Behind [`FindingKind::IdleTooLong`].
+    IdleTooLong {
+        /// The site's idle threshold, seconds.
+        threshold_seconds: f64,
+        /// Whether the threshold was derived from the site's own waits (else it is the
+        /// agent's fixed threshold).
+        derived: bool,
+        /// The site's longest wait that ended in a poll, seconds.
+        longest_wait_seconds: f64,
+        /// Idle time of the longest-idle task, seconds.
+        oldest_idle_seconds: f64,
+        /// Live tasks at the site.
+        live: u64,
+    },
+    /// Behind [`FindingKind::Growth`].
+    Growth {
+        /// Growth of the live count, tasks per second over the window (least squares).
+        rate_per_second: f64,
+        /// Seconds of history the rate is computed over.
+        window_seconds: f64,
+        /// Lowest live count in the window's first half.
+        floor_before: u64,
+        /// Lowest live count in the window's second half.
+        floor_after: u64,
+        /// Live tasks at the site now.
+        live: u64,
+    },
+    /// Behind [`FindingKind::LostWaker`].
+    LostWaker {
+        /// Task ids (at most 10) with no waker left.
+        task_ids: Vec<u64>,
+        /// Idle time of the longest-idle of them, seconds.
+        oldest_idle_seconds: f64,
+    },
+    /// Evidence of a kind this reader does not know.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+/// Per-site change since a baseline was marked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BaselineDiff {
+    /// Wall-clock time the baseline was marked, milliseconds since the Unix epoch.
+    pub marked_at_unix_ms: u64,
+    /// Seconds since then.
+    pub age_seconds: f64,
+    /// Sites whose live count or spawns changed, largest growth of live first.
+    pub sites: Vec<SiteDiff>,
+}
+
+/// One site's change between two moments.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SiteDiff {
+    /// Spawn site.
+    pub site: String,
+    /// Live tasks then.
+    pub live_before: u64,
+    /// Live tasks now.
+    pub live_after: u64,
+    /// Tasks spawned in between.
+    pub spawned: u64,
+    /// Tasks completed in between.
+    pub completed: u64,
+}
+
+impl SiteDiff {
+    /// Change of the live count (negative when it shrank).
+    pub fn live_delta(&self) -> i64 {
+        self.live_after as i64 - self.live_before as i64
+    }
 }

@@ -6,9 +6,12 @@ use std::sync::atomic::Ordering;
 
 use crate::Inner;
 use crate::clock::Seconds;
+use crate::leaks;
 use crate::model::{
-    AgentInfo, ProcessInfo, RuntimeInfo, SCHEMA_VERSION, SiteRow, Snapshot, TaskRow, TaskState,
+    AgentInfo, Finding, ProcessInfo, RuntimeInfo, SCHEMA_VERSION, SiteRow, Snapshot, TaskRow,
+    TaskState,
 };
+use crate::tasks::TaskSlot;
 
 /// What to include in a snapshot beyond the per-site rows.
 #[derive(Debug, Clone, Default)]
@@ -23,8 +26,10 @@ pub(crate) fn take(
     options: &SnapshotOptions,
 ) -> Snapshot {
     let secs = inner.clock.calibrate();
-    let sites = site_rows(inner, &secs);
-    let tasks = task_rows(inner, options.max_tasks, &secs);
+    let running: HashSet<u64> = inner.lanes.in_progress().iter().map(|p| p.task).collect();
+    let all = inner.tasks.collect();
+    let (sites, findings) = site_rows(inner, &all, &running, &secs);
+    let tasks = task_rows(inner, all, &running, options.max_tasks, &secs);
     let uptime = secs.since(0);
     Snapshot {
         schema_version: SCHEMA_VERSION,
@@ -42,38 +47,117 @@ pub(crate) fn take(
         tasks_total: sites.iter().map(|s| s.live).sum(),
         sites,
         tasks,
+        findings,
+        baseline: leaks::baseline_diff(inner, &secs),
     }
 }
 
-fn site_rows(inner: &Inner, secs: &Seconds) -> Vec<SiteRow> {
-    let overflow = inner.sites.overflow();
-    let mut rows: Vec<SiteRow> = (0..inner.sites.len() as u32)
-        .chain(std::iter::once(overflow))
-        .filter_map(|site| {
-            let t = inner.lanes.totals(site);
-            if site == overflow && t.spawned == 0 {
-                return None;
-            }
-            Some(SiteRow {
-                site: inner.sites.label(site).to_string(),
-                live: t.spawned.saturating_sub(t.completed),
-                spawned: t.spawned,
-                completed: t.completed,
-                polls: t.polls,
-                busy_seconds: micros(secs.of_ticks(t.busy)),
-            })
-        })
-        .collect();
-    rows.sort_by(|a, b| b.live.cmp(&a.live).then_with(|| a.site.cmp(&b.site)));
-    rows
+/// Seconds a task has been idle: since its last poll started, or since spawn if never
+/// polled; 0 while running.
+fn idle_of(task: &TaskSlot, running: bool, secs: &Seconds) -> f64 {
+    if running {
+        0.0
+    } else {
+        secs.since(task.last_poll.max(task.spawned))
+    }
 }
 
-fn task_rows(inner: &Inner, max_tasks: usize, secs: &Seconds) -> Vec<TaskRow> {
+/// Per-site rows and the leak indicators' findings. One pass over the live tasks gives
+/// each site's idle counts; the sampled history gives its trend.
+fn site_rows(
+    inner: &Inner,
+    all: &[(u64, TaskSlot)],
+    running: &HashSet<u64>,
+    secs: &Seconds,
+) -> (Vec<SiteRow>, Vec<Finding>) {
+    let settings = &inner.leaks.settings;
+    let overflow = inner.sites.overflow();
+    let slots = overflow as usize + 1;
+    let totals: Vec<_> = (0..slots as u32).map(|s| inner.lanes.totals(s)).collect();
+    let thresholds: Vec<(f64, bool)> = totals
+        .iter()
+        .map(|t| settings.idle_threshold(t.longest_wait as f64 * 1e-9))
+        .collect();
+    // Per site: tasks idle over the threshold, oldest idle.
+    let mut idle_over = vec![0u64; slots];
+    let mut oldest = vec![0f64; slots];
+    // Lost-waker candidates: live, idle, and the waker source says no waker is left.
+    let zero_wakers: HashSet<u64> = inner
+        .wakers
+        .get()
+        .map(|w| w.zero_waker_tasks().into_iter().collect())
+        .unwrap_or_default();
+    let mut lost: Vec<Vec<(u64, f64)>> = vec![Vec::new(); slots];
+    for (id, task) in all {
+        let site = (task.site as usize).min(slots - 1);
+        let is_running = running.contains(id);
+        let idle = idle_of(task, is_running, secs);
+        if !is_running && idle > thresholds[site].0 {
+            idle_over[site] += 1;
+        }
+        oldest[site] = oldest[site].max(idle);
+        if !is_running && idle >= leaks::lost_waker_min_idle() && zero_wakers.contains(id) {
+            lost[site].push((*id, idle));
+        }
+    }
+    let trends = leaks::trends(inner);
+    let mut findings = Vec::new();
+    let mut rows = Vec::new();
+    for site in 0..slots {
+        let t = &totals[site];
+        if site == overflow as usize && t.spawned == 0 {
+            continue;
+        }
+        if site != overflow as usize && site >= inner.sites.len() {
+            continue;
+        }
+        let label = inner.sites.label(site as u32);
+        let live = t.spawned.saturating_sub(t.completed);
+        let trend = trends.get(site).copied().flatten();
+        let longest_wait = t.longest_wait as f64 * 1e-9;
+        let (threshold, derived) = thresholds[site];
+        let facts = leaks::SiteFacts {
+            site: label,
+            live,
+            completed: t.completed,
+            idle_over: idle_over[site],
+            threshold,
+            derived,
+            longest_wait,
+            oldest_idle: oldest[site],
+            trend,
+            lost_wakers: std::mem::take(&mut lost[site]),
+        };
+        findings.extend(leaks::findings_for(&facts, settings));
+        rows.push(SiteRow {
+            site: label.to_string(),
+            live,
+            spawned: t.spawned,
+            completed: t.completed,
+            polls: t.polls,
+            busy_seconds: micros(secs.of_ticks(t.busy)),
+            idle_over_threshold: idle_over[site],
+            idle_threshold_seconds: micros(threshold),
+            longest_wait_seconds: micros(longest_wait),
+            oldest_idle_seconds: micros(oldest[site]),
+            live_trend_per_second: micros(trend.map_or(0.0, |t| t.slope)),
+        });
+    }
+    rows.sort_by(|a, b| b.live.cmp(&a.live).then_with(|| a.site.cmp(&b.site)));
+    leaks::sort_findings(&mut findings);
+    (rows, findings)
+}
+
+fn task_rows(
+    inner: &Inner,
+    mut all: Vec<(u64, TaskSlot)>,
+    running: &HashSet<u64>,
+    max_tasks: usize,
+    secs: &Seconds,
+) -> Vec<TaskRow> {
     if max_tasks == 0 {
         return Vec::new();
     }
-    let running: HashSet<u64> = inner.lanes.in_progress().iter().map(|p| p.task).collect();
-    let mut all = inner.tasks.collect();
     all.sort_by_key(|(id, task)| (task.spawned, *id));
     all.truncate(max_tasks);
     all.into_iter()
@@ -88,11 +172,7 @@ fn task_rows(inner: &Inner, max_tasks: usize, secs: &Seconds) -> Vec<TaskRow> {
                 } else {
                     TaskState::Idle
                 },
-                idle_seconds: if running {
-                    0.0
-                } else {
-                    micros(secs.since(task.last_poll.max(task.spawned)))
-                },
+                idle_seconds: micros(idle_of(&task, running, secs)),
                 polls: u64::from(task.polls),
             }
         })

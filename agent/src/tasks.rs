@@ -142,11 +142,13 @@ impl TaskTable {
         task
     }
 
-    /// Records the start of a poll; returns the task's site, or `None` for a task the
-    /// table does not have. Runs in the before-poll hook, while the polling worker owns the
-    /// task: no other thread can poll, finish or replace it meanwhile.
+    /// Records the start of a poll; returns the task's site and the wait this poll ends
+    /// (coarse ns since the previous poll started, or since spawn), or `None` for a task
+    /// the table does not have, or whose poll is a task dump's spurious one. Runs in the
+    /// before-poll hook, while the polling worker owns the task: no other thread can poll,
+    /// finish or replace it meanwhile.
     #[inline]
-    pub(crate) fn poll_started(&self, id: u64, now: u64) -> Option<u32> {
+    pub(crate) fn poll_started(&self, id: u64, now: u64) -> Option<(u32, u64)> {
         let slot = self.slot(id);
         if slot.id.load(Ordering::Acquire) == id {
             let site = slot.site.load(Ordering::Relaxed);
@@ -154,25 +156,30 @@ impl TaskTable {
                 slot.site.fetch_and(!SKIP_NEXT_POLL, Ordering::Relaxed);
                 return None;
             }
-            // One poller at a time: plain load and store.
+            // One poller at a time: plain loads and stores.
             let polls = slot.polls.load(Ordering::Relaxed);
             slot.polls.store(polls.saturating_add(1), Ordering::Relaxed);
+            let since = slot
+                .last_poll
+                .load(Ordering::Relaxed)
+                .max(slot.spawned.load(Ordering::Relaxed));
             slot.last_poll.store(now, Ordering::Relaxed);
-            return Some(site);
+            return Some((site, now.saturating_sub(since)));
         }
         self.poll_started_overflow(id, now)
     }
 
     #[cold]
-    fn poll_started_overflow(&self, id: u64, now: u64) -> Option<u32> {
+    fn poll_started_overflow(&self, id: u64, now: u64) -> Option<(u32, u64)> {
         let mut shard = self.shard(id);
         let task = shard.get_mut(&id)?;
         if std::mem::take(&mut task.skip_next_poll) {
             return None;
         }
         task.polls = task.polls.saturating_add(1);
+        let since = task.last_poll.max(task.spawned);
         task.last_poll = now;
-        Some(task.site)
+        Some((task.site, now.saturating_sub(since)))
     }
 
     #[cfg_attr(not(all(feature = "taskdump", target_os = "linux")), allow(dead_code))]
@@ -215,6 +222,20 @@ impl TaskTable {
                 }
             }
         }
+    }
+
+    /// One live task's slot, if the table has it (readers only: a slot that changes owner
+    /// while read gives `None`).
+    pub(crate) fn get(&self, id: u64) -> Option<TaskSlot> {
+        let slot = self.slot(id);
+        if slot.id.load(Ordering::Acquire) == id {
+            let task = read(slot);
+            fence(Ordering::Acquire);
+            if slot.id.load(Ordering::Relaxed) == id {
+                return Some(task);
+            }
+        }
+        self.shard(id).get(&id).copied()
     }
 
     /// Copies out every live task. Ring slots are read without locks (a slot that changes
@@ -325,8 +346,10 @@ mod tests {
         t.insert(7, 3, 10);
         // 7 + 64 maps to the same ring slot: it goes to the overflow map.
         t.insert(71, 4, 11);
-        assert_eq!(t.poll_started(7, 50), Some(3));
-        assert_eq!(t.poll_started(71, 60), Some(4));
+        assert_eq!(t.poll_started(7, 50), Some((3, 40)));
+        assert_eq!(t.poll_started(71, 60), Some((4, 49)));
+        // The wait ended by a poll runs from the previous poll's start.
+        assert_eq!(t.poll_started(7, 90), Some((3, 40)));
         assert_eq!(t.poll_started(8, 50), None);
         let mut all = t.collect();
         all.sort_by_key(|(id, _)| *id);
@@ -337,7 +360,7 @@ mod tests {
         let slot = t.remove(7).unwrap();
         assert_eq!(
             (slot.site, slot.polls, slot.spawned, slot.last_poll),
-            (3, 1, 10, 50)
+            (3, 2, 10, 90)
         );
         let slot = t.remove(71).unwrap();
         assert_eq!((slot.site, slot.polls, slot.last_poll), (4, 1, 60));

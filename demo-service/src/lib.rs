@@ -61,6 +61,26 @@ pub struct Args {
     /// service. Logs go to a file in the temp directory meanwhile.
     #[arg(long)]
     pub tui: bool,
+    /// Leak indicator: the least idle time that counts as "idle too long", seconds (each
+    /// spawn site's threshold is this or 4x its longest normal wait, whichever is longer).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = positive_secs)]
+    pub idle_floor: f64,
+    /// Leak indicator: the window over which a site's live count must keep rising to be
+    /// flagged as growth, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = positive_secs)]
+    pub growth_window: f64,
+}
+
+/// A number of seconds, more than 0 and at most a day.
+fn positive_secs(text: &str) -> Result<f64, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if secs > 0.0 && secs <= 86_400.0 {
+        Ok(secs)
+    } else {
+        Err(format!("{secs} is not between 0 and 86400 seconds"))
+    }
 }
 
 /// How long open connections may finish after a stop request.
@@ -109,7 +129,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(workers) = args.workers {
         builder.worker_threads(workers.max(1));
     }
-    let agent = taskscope::install(&mut builder);
+    let agent = taskscope::Agent::builder()
+        .idle_floor(Duration::from_secs_f64(args.idle_floor))
+        .growth_window(Duration::from_secs_f64(args.growth_window))
+        .install(&mut builder);
     let runtime = builder.build().context("cannot build the runtime")?;
 
     let exporter = taskscope_exporter::Exporter::new(agent)

@@ -6,11 +6,11 @@
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    CounterVec, Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    CounterVec, Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use taskscope::Agent;
-use taskscope::model::Snapshot;
+use taskscope::model::{FindingKind, Snapshot};
 
 /// Every metric the exporter serves. The README's metrics table documents the same set.
 struct Families {
@@ -31,6 +31,12 @@ struct Families {
     overflow_spawned: IntCounter,
     untracked_terminations: IntCounter,
     start_time: Gauge,
+    idle_over: IntGaugeVec,
+    idle_threshold: GaugeVec,
+    oldest_idle: GaugeVec,
+    live_trend: GaugeVec,
+    lost_waker: IntGaugeVec,
+    findings: IntGaugeVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -137,10 +143,58 @@ impl Families {
                 "Unix time the agent started, in seconds.",
             ))
             .expect("valid metric"),
+            idle_over: IntGaugeVec::new(
+                opts(
+                    "taskscope_tasks_idle_over_threshold",
+                    "Live tasks spawned at this site not polled for longer than the site's idle threshold.",
+                ),
+                site,
+            )
+            .expect("valid metric"),
+            idle_threshold: GaugeVec::new(
+                opts(
+                    "taskscope_task_idle_threshold_seconds",
+                    "Idle time beyond which a task of this site counts as idle too long (fixed, or derived from the site's own waits).",
+                ),
+                site,
+            )
+            .expect("valid metric"),
+            oldest_idle: GaugeVec::new(
+                opts(
+                    "taskscope_task_oldest_idle_seconds",
+                    "Seconds since the longest-idle live task of this site was last polled.",
+                ),
+                site,
+            )
+            .expect("valid metric"),
+            live_trend: GaugeVec::new(
+                opts(
+                    "taskscope_tasks_live_trend_per_second",
+                    "Least-squares trend of this site's live count over the agent's growth window, tasks per second.",
+                ),
+                site,
+            )
+            .expect("valid metric"),
+            lost_waker: IntGaugeVec::new(
+                opts(
+                    "taskscope_tasks_lost_waker",
+                    "Live, idle tasks of this site that hold no waker: nothing can wake them (needs the lost-waker layer).",
+                ),
+                site,
+            )
+            .expect("valid metric"),
+            findings: IntGaugeVec::new(
+                opts(
+                    "taskscope_findings",
+                    "Active findings, valued by the tasks concerned; a series exists only while its finding holds.",
+                ),
+                &["kind", "severity", "site"],
+            )
+            .expect("valid metric"),
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 17] {
+    fn collectors(&self) -> [&dyn Collector; 23] {
         [
             &self.tasks_live,
             &self.tasks_spawned,
@@ -159,6 +213,12 @@ impl Families {
             &self.overflow_spawned,
             &self.untracked_terminations,
             &self.start_time,
+            &self.idle_over,
+            &self.idle_threshold,
+            &self.oldest_idle,
+            &self.live_trend,
+            &self.lost_waker,
+            &self.findings,
         ]
     }
 
@@ -176,6 +236,30 @@ impl Families {
             self.task_busy
                 .with_label_values(l)
                 .inc_by(row.busy_seconds.max(0.0));
+            self.idle_over
+                .with_label_values(l)
+                .set(clamp_i64(row.idle_over_threshold));
+            self.idle_threshold
+                .with_label_values(l)
+                .set(row.idle_threshold_seconds);
+            self.oldest_idle
+                .with_label_values(l)
+                .set(row.oldest_idle_seconds);
+            self.live_trend
+                .with_label_values(l)
+                .set(row.live_trend_per_second);
+            let lost: u64 = snap
+                .findings
+                .iter()
+                .filter(|f| f.kind == FindingKind::LostWaker && f.site == row.site)
+                .map(|f| f.count)
+                .sum();
+            self.lost_waker.with_label_values(l).set(clamp_i64(lost));
+        }
+        for f in &snap.findings {
+            self.findings
+                .with_label_values(&[f.kind.as_str(), f.severity.as_str(), f.site.as_str()])
+                .add(clamp_i64(f.count));
         }
         if let Some(rt) = &snap.runtime {
             self.workers.set(clamp_i64(rt.workers));

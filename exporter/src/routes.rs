@@ -7,11 +7,11 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use prometheus::Registry;
 use std::time::Duration;
 
-use taskscope::{Agent, DumpError, DumpOptions, SnapshotOptions};
+use taskscope::{Agent, DumpError, DumpOptions, HistoryError, SnapshotOptions};
 
 use crate::MAX_SNAPSHOT_TASKS;
 use crate::metrics;
@@ -32,6 +32,8 @@ pub(crate) fn router(agent: Agent) -> Router {
         .route("/debug/taskscope/snapshot", get(snapshot))
         .route("/debug/taskscope/dump", get(dump))
         .route("/debug/pprof/tasks", get(pprof_tasks))
+        .route("/debug/taskscope/baseline", post(mark_baseline))
+        .route("/debug/taskscope/diff", get(diff))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -43,7 +45,10 @@ GET /debug/taskscope/snapshot[?tasks=N]   snapshot JSON, with up to N live tasks
 GET /debug/taskscope/dump[?debug=1|2][&format=json][&timeout=SECS][&trace=0][&site=SITE]\n\
                                           task dump grouped by spawn site and await point\n\
 GET /debug/pprof/tasks[?timeout=SECS][&trace=0][&site=SITE]\n\
-                                          the dump as a gzipped pprof profile (go tool pprof)\n";
+                                          the dump as a gzipped pprof profile (go tool pprof)\n\
+POST /debug/taskscope/baseline            mark a baseline: snapshots then carry what changed\n\
+GET /debug/taskscope/diff[?since=DURATION] per-site change since the baseline, or over the\n\
+                                          last DURATION (60s, 5m) of the agent's history\n";
 
 async fn index() -> &'static str {
     INDEX
@@ -59,7 +64,8 @@ async fn not_found() -> (StatusCode, String) {
 async fn method_not_allowed() -> (StatusCode, &'static str) {
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed: every taskscope endpoint answers GET\n",
+        "method not allowed: POST /debug/taskscope/baseline; every other taskscope endpoint \
+         answers GET\n",
     )
 }
 
@@ -258,6 +264,87 @@ async fn pprof_tasks(
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot encode the profile: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// `POST /debug/taskscope/baseline`: marks a baseline now.
+async fn mark_baseline(
+    State(state): State<Arc<AppState>>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    if let Some((key, _)) = pairs.first() {
+        return bad_request(format!(
+            "unknown parameter {key:?}; the baseline takes no parameters"
+        ));
+    }
+    let at = state.agent.mark_baseline();
+    json(&serde_json::json!({ "marked_at_unix_ms": at }))
+}
+
+/// `GET /debug/taskscope/diff[?since=DURATION]`: per-site change since the baseline, or
+/// over the last DURATION of the agent's history.
+async fn diff(
+    State(state): State<Arc<AppState>>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    const USAGE: &str = "the diff takes one parameter: since=DURATION (e.g. 60s, 5m); \
+                         without it, the change since the baseline";
+    let mut since = None;
+    for (key, value) in &pairs {
+        if key != "since" {
+            return bad_request(format!("unknown parameter {key:?}; {USAGE}"));
+        }
+        if since.is_some() {
+            return bad_request(format!("parameter since given twice; {USAGE}"));
+        }
+        match parse_duration(value) {
+            Some(d) => since = Some(d),
+            None => {
+                return bad_request(format!(
+                    "parameter since={value:?} is not a duration; {USAGE}"
+                ));
+            }
+        }
+    }
+    match since {
+        Some(since) => match state.agent.diff_since(since) {
+            Ok(diff) => json(&diff),
+            Err(e @ HistoryError::Empty(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
+            }
+            Err(e) => bad_request(e.to_string()),
+        },
+        None => match state.agent.snapshot().baseline {
+            Some(diff) => json(&diff),
+            None => (
+                StatusCode::CONFLICT,
+                "no baseline marked: POST /debug/taskscope/baseline first, or ask for \
+                 since=DURATION\n",
+            )
+                .into_response(),
+        },
+    }
+}
+
+/// `60`, `60s`, `1m30s`, `500ms`: plain numbers are seconds.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let d = match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::try_from_secs_f64(secs).ok()?,
+        Ok(_) => return None,
+        Err(_) => humantime::parse_duration(text).ok()?,
+    };
+    (d > Duration::ZERO).then_some(d)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Response {
+    match serde_json::to_string(value) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode JSON: {e}\n"),
         )
             .into_response(),
     }

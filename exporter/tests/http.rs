@@ -213,7 +213,8 @@ fn bad_requests_get_clear_errors() {
     assert_eq!(status.0, 405);
     assert_eq!(
         status.1,
-        "method not allowed: every taskscope endpoint answers GET\n"
+        "method not allowed: POST /debug/taskscope/baseline; every other taskscope endpoint \
+         answers GET\n"
     );
 
     let taken = Exporter::new(taskscope::Agent::builder().build()).bind(addr);

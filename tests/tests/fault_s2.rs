@@ -5,8 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Demo, site_of};
-use taskscope::model::TaskState;
+use common::{Demo, finding_metric, site_of};
+use taskscope::model::{Evidence, FindingKind, Severity, TaskState};
 
 const FILE: &str = "demo-service/src/faults/s2_reply_map.rs";
 const REQUESTS: u64 = 30;
@@ -27,7 +27,7 @@ async fn status(demo: &Demo, name: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn ignored_requests_stay_live_and_idle_at_the_request_site() {
-    let demo = Demo::start(&[]);
+    let demo = Demo::start(&["--idle-floor", "1"]);
     let site = site_of(FILE, "// fault site: S2 request");
     let actor = site_of(FILE, "// fault site: S2 actor");
     demo.fault_on("S2").await;
@@ -87,8 +87,45 @@ async fn ignored_requests_stay_live_and_idle_at_the_request_site() {
     })
     .await;
 
+    // The leak indicator: the ignored requests idle past the site's threshold (the answered
+    // ones finished within milliseconds); not a growth (all were spawned at once), and the
+    // actor, which never finishes, is not flagged for waiting.
+    let f = demo
+        .wait_finding(FindingKind::IdleTooLong, &site, |f| f.count == IGNORED)
+        .await;
+    assert_eq!(f.severity, Severity::Warning, "{f:#?}");
+    let Evidence::IdleTooLong {
+        threshold_seconds,
+        derived,
+        live,
+        ..
+    } = f.evidence
+    else {
+        panic!("wrong evidence: {f:#?}")
+    };
+    assert_eq!((threshold_seconds, derived, live), (1.0, true, IGNORED));
+    assert_eq!(
+        finding_metric(&demo.metrics().await, "idle_too_long", "warning", &site),
+        Some(IGNORED as f64)
+    );
+    assert!(
+        demo.findings_at(FindingKind::Growth, &site)
+            .await
+            .is_empty()
+    );
+    assert!(
+        demo.findings_at(FindingKind::IdleTooLong, &actor)
+            .await
+            .is_empty()
+    );
+
     // Off: the actor drops the map; every waiting receiver fails and its task ends.
     demo.fault_off("S2").await;
     demo.wait_live(&site, 0).await;
     demo.wait_live(&actor, 0).await;
+    assert!(
+        demo.findings_at(FindingKind::IdleTooLong, &site)
+            .await
+            .is_empty()
+    );
 }

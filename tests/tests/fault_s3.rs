@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Demo, site_of};
+use taskscope::model::{Evidence, FindingKind, Severity};
 
 const FILE: &str = "demo-service/src/faults/s3_orphan_loop.rs";
 const CONNECTIONS: u64 = 20;
@@ -26,10 +27,47 @@ async fn status(demo: &Demo, name: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn loops_outlive_their_connections_and_keep_being_polled() {
-    let demo = Demo::start(&[]);
+    // Growth judged over 2 s (sampled every 50 ms); idle too long after 1 s.
+    let demo = Demo::start(&["--growth-window", "2", "--idle-floor", "1"]);
     let loop_site = site_of(FILE, "// fault site: S3 loop");
     let conn_site = site_of(FILE, "// fault site: S3 connection");
     demo.fault_on("S3").await;
+
+    // While connections arrive (one every 250 ms, 5 s in all), the loop site grows at their
+    // rate, steadily: a warning once a whole window has seen it.
+    let f = demo
+        .wait_finding(FindingKind::Growth, &loop_site, |f| {
+            f.severity == Severity::Warning
+        })
+        .await;
+    let Evidence::Growth {
+        rate_per_second,
+        window_seconds,
+        floor_before,
+        floor_after,
+        ..
+    } = f.evidence
+    else {
+        panic!("wrong evidence: {f:#?}")
+    };
+    assert!(
+        (rate_per_second - 4.0).abs() <= 1.0,
+        "rate {rate_per_second}/s, connections arrive at 4/s: {f:#?}"
+    );
+    assert!(window_seconds > 1.5, "{f:#?}");
+    assert!(floor_after >= floor_before + 3, "{f:#?}");
+    assert_eq!(f.count, floor_after - floor_before);
+    // The connections come and go: no growth there; the loops wake every 200 ms: not idle.
+    assert!(
+        demo.findings_at(FindingKind::Growth, &conn_site)
+            .await
+            .is_empty()
+    );
+    assert!(
+        demo.findings_at(FindingKind::IdleTooLong, &loop_site)
+            .await
+            .is_empty()
+    );
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -84,6 +122,20 @@ async fn loops_outlive_their_connections_and_keep_being_polled() {
     assert_eq!(
         row(&second, &conn_site),
         Some((0, CONNECTIONS, CONNECTIONS))
+    );
+
+    // Growth stopped with the connections: once a window has passed, no finding; and the
+    // loops, polled every 200 ms, are still not idle.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        demo.findings_at(FindingKind::Growth, &loop_site)
+            .await
+            .is_empty()
+    );
+    assert!(
+        demo.findings_at(FindingKind::IdleTooLong, &loop_site)
+            .await
+            .is_empty()
     );
 
     // Off: the stop signal ends every loop.

@@ -4,9 +4,11 @@
 
 mod common;
 
-use common::{Demo, site_of};
+use std::time::{Duration, Instant};
+
+use common::{Demo, finding_metric, metric, site_of};
 use serde_json::json;
-use taskscope::model::TaskState;
+use taskscope::model::{Evidence, FindingKind, Severity, TaskState};
 
 const FILE: &str = "demo-service/src/faults/s9_spawn_per_item.rs";
 const BATCH: u64 = 1000;
@@ -103,4 +105,78 @@ async fn ingest_rejects_bad_input() {
     assert_eq!(status, 400);
     let (status, _) = demo.post("/ingest", batch(1)).await;
     assert_eq!(status, 409);
+}
+
+/// The growth indicator at the item site: batches of 100 posted every 250 ms add 400
+/// waiting tasks a second; the finding's rate is within 20% of that.
+#[tokio::test]
+async fn growth_fires_at_the_posting_rate() {
+    const ITEMS: u64 = 100;
+    const EVERY: Duration = Duration::from_millis(250);
+    let true_rate = ITEMS as f64 / EVERY.as_secs_f64();
+    // Growth judged over 3 s, sampled every 50 ms.
+    let demo = std::sync::Arc::new(Demo::start(&["--growth-window", "3"]));
+    let site = site_of(FILE, "// fault site: S9 item");
+    demo.fault_on("S9").await;
+    demo.wait_live(&site, BATCH - CAPACITY).await;
+
+    // Post for 8 s: the window is wholly inside the posting after 3 s.
+    let poster = {
+        let demo = std::sync::Arc::clone(&demo);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(EVERY);
+            for _ in 0..32 {
+                tick.tick().await;
+                let (status, body) = demo.post("/ingest", batch(ITEMS)).await;
+                assert_eq!(status, 202, "{body}");
+            }
+        })
+    };
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let f = demo
+        .wait_finding(FindingKind::Growth, &site, |f| {
+            f.severity == Severity::Warning
+        })
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the posting ended first"
+    );
+    let Evidence::Growth {
+        rate_per_second,
+        window_seconds,
+        floor_before,
+        floor_after,
+        live,
+    } = f.evidence
+    else {
+        panic!("wrong evidence: {f:#?}")
+    };
+    assert!(
+        (rate_per_second - true_rate).abs() <= 0.2 * true_rate,
+        "growth {rate_per_second}/s, true rate {true_rate}/s: {f:#?}"
+    );
+    assert!(window_seconds > 2.5, "{f:#?}");
+    assert!(floor_after > floor_before && live >= floor_after, "{f:#?}");
+    assert!(
+        f.summary
+            .starts_with(&format!("live tasks spawned at {site} grow by")),
+        "{}",
+        f.summary
+    );
+    let text = demo.metrics().await;
+    assert_eq!(
+        finding_metric(&text, "growth", "warning", &site),
+        Some(f.count as f64)
+    );
+    let trend = metric(&text, "taskscope_tasks_live_trend_per_second", &site).unwrap();
+    assert!(
+        (trend - true_rate).abs() <= 0.2 * true_rate,
+        "trend {trend}"
+    );
+    poster.await.unwrap();
+
+    demo.fault_off("S9").await;
+    demo.wait_live(&site, 0).await;
 }

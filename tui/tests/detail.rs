@@ -29,6 +29,7 @@ fn snapshot(live: u64) -> Snapshot {
                 completed: 30 - live,
                 polls: 60,
                 busy_seconds: 0.25,
+                ..Default::default()
             },
             SiteRow {
                 site: "demo-service/src/main.rs:77:9".into(),

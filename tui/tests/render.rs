@@ -33,6 +33,7 @@ fn fixture() -> Snapshot {
                 completed: 38,
                 polls: 500,
                 busy_seconds: 0.5,
+                ..Default::default()
             },
             SiteRow {
                 site: "demo-service/src/main.rs:77:9".into(),
@@ -41,6 +42,7 @@ fn fixture() -> Snapshot {
                 completed: 3,
                 polls: 9,
                 busy_seconds: 0.0,
+                ..Default::default()
             },
             SiteRow {
                 site: "demo-service/src/faults/leak.rs:42:5".into(),
@@ -49,6 +51,7 @@ fn fixture() -> Snapshot {
                 completed: 0,
                 polls: 14,
                 busy_seconds: 1.234,
+                ..Default::default()
             },
         ],
         ..Snapshot::default()

@@ -3,8 +3,10 @@
 //! A small HTTP/1.1 server, written by hand, on a loopback port of its own: an accept loop
 //! spawns one task per connection, and the task serves requests on it in a keep-alive loop
 //! (read a request head, answer `200 ok`, read the next head) with no idle timeout. Clients
-//! on the [`Outside`](crate::outside::Outside) runtime open [`CONNECTIONS`] connections,
-//! send one `GET` each, read the answer, then hold their sockets open and silent.
+//! on the [`Outside`](crate::outside::Outside) runtime first make [`ORDINARY`] ordinary
+//! connections (one `GET` with `Connection: close`, as a load balancer's health check does),
+//! then open [`CONNECTIONS`] connections, send one `GET` each, read the answer, then hold
+//! their sockets open and silent.
 //!
 //! The bug it mimics: a keep-alive server without an idle (read) timeout, as hyper-based
 //! servers are by default and hand-rolled protocol servers often are. Every client that
@@ -14,7 +16,9 @@
 //!
 //! What taskscope shows: exactly [`CONNECTIONS`] live tasks at the connection task's spawn
 //! site in `accept_loop`, all idle (parked on a socket read), their `idle_seconds`
-//! growing without bound, and one more per new silent connection.
+//! growing without bound, and one more per new silent connection; the "idle too long"
+//! finding at that site once they have been idle past its threshold (the ordinary
+//! connections show that tasks there normally end).
 //!
 //! Switching the fault off drops the clients (the connection tasks read EOF and end),
 //! signals the connection tasks to stop (for any connection that is not one of ours), and
@@ -32,6 +36,8 @@ use super::{Active, Fault, FaultContext};
 
 /// Silent connections the clients open.
 pub const CONNECTIONS: usize = 50;
+/// Ordinary connections (one request, then closed) made before the silent ones.
+pub const ORDINARY: usize = 5;
 /// Largest request head (and body) the server reads.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Most connections the server keeps at once; beyond it new ones are closed at once, so the
@@ -78,7 +84,7 @@ impl Fault for IdleKeepAlive {
         let listener = TcpListener::from_std(std_listener)?;
         let counters = Arc::new(Counters::default());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(accept_loop(listener, Arc::clone(&counters), stop_rx));
+        let server = tokio::spawn(accept_loop(listener, Arc::clone(&counters), stop_rx)); // fault site: S1 accept loop
         let clients = ctx
             .outside
             .spawn(hold_silent_clients(addr, Arc::clone(&counters)));
@@ -212,9 +218,14 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// The clients (on the outside runtime): open [`CONNECTIONS`] connections, one request
 /// each, then hold them silent until aborted.
 async fn hold_silent_clients(addr: SocketAddr, counters: Arc<Counters>) {
+    for i in 0..ORDINARY {
+        if let Err(e) = one_request(addr, true).await {
+            tracing::warn!("S1: ordinary client {i} failed: {e}");
+        }
+    }
     let mut held = Vec::with_capacity(CONNECTIONS);
     for i in 0..CONNECTIONS {
-        match one_request(addr).await {
+        match one_request(addr, false).await {
             Ok(stream) => {
                 held.push(stream);
                 counters.clients_silent.fetch_add(1, Ordering::Relaxed);
@@ -227,11 +238,15 @@ async fn hold_silent_clients(addr: SocketAddr, counters: Arc<Counters>) {
     drop(held);
 }
 
-async fn one_request(addr: SocketAddr) -> std::io::Result<TcpStream> {
+/// One request on a new connection; `close` asks the server to close after answering.
+async fn one_request(addr: SocketAddr, close: bool) -> std::io::Result<TcpStream> {
     let mut stream = TcpStream::connect(addr).await?;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: s1\r\nUser-Agent: s1-client\r\n\r\n")
-        .await?;
+    let request: &[u8] = if close {
+        b"GET / HTTP/1.1\r\nHost: s1\r\nUser-Agent: s1-check\r\nConnection: close\r\n\r\n"
+    } else {
+        b"GET / HTTP/1.1\r\nHost: s1\r\nUser-Agent: s1-client\r\n\r\n"
+    };
+    stream.write_all(request).await?;
     // Read until the whole answer (head and its Content-Length body) is in.
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];

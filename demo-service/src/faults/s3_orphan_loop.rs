@@ -5,8 +5,8 @@
 //! a heartbeat loop that every [`INTERVAL`] does a little work on the connection's state,
 //! which it holds through an `Arc`. The heartbeat's `JoinHandle` is dropped and nothing
 //! stops the loop when the connection goes away. Clients on the
-//! [`Outside`](crate::outside::Outside) runtime open [`CONNECTIONS`] connections one after
-//! another; each sends a line, reads the answer and closes.
+//! [`Outside`](crate::outside::Outside) runtime open [`CONNECTIONS`] connections, one every
+//! [`PACE`]; each sends a line, reads the answer and closes.
 //!
 //! The bug it mimics: "fire and forget" background work per session (keep-alive pings,
 //! metrics flushers, lease renewals, presence updates) spawned next to the session but
@@ -16,8 +16,8 @@
 //! What taskscope shows: at the heartbeat's spawn site in `accept_loop`, live =
 //! connections ever accepted ([`CONNECTIONS`]), while the connection site shows 0 live. The
 //! loops are NOT idle: each wakes every [`INTERVAL`], so their poll counts keep growing and
-//! their time since last poll stays short; the growth indicator, not the idle one, must
-//! flag them.
+//! their time since last poll stays short; the growth indicator, not the idle one, flags
+//! them, at the rate connections arrive (4/s) while they do.
 //!
 //! Switching the fault off sends a stop signal that every loop (and connection) watches,
 //! and aborts the accept loop and the clients, so the counts return to 0. (The signal is
@@ -36,6 +36,8 @@ use super::{Active, Fault, FaultContext};
 
 /// Connections the clients open, one after another.
 pub const CONNECTIONS: usize = 20;
+/// The clients open one connection per period, as sessions arrive over time.
+pub const PACE: Duration = Duration::from_millis(250);
 /// Period of the heartbeat loop.
 pub const INTERVAL: Duration = Duration::from_millis(200);
 /// Most connections accepted while the fault is on; beyond it new ones are closed at once,
@@ -184,10 +186,12 @@ async fn heartbeat(conn: Arc<ConnState>, counters: Arc<Counters>, mut stop: watc
     counters.loops.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// The clients (on the outside runtime): [`CONNECTIONS`] connections one after another,
+/// The clients (on the outside runtime): [`CONNECTIONS`] connections, one every [`PACE`],
 /// each sends a line, reads the answer and closes.
 async fn clients(addr: SocketAddr, counters: Arc<Counters>) {
+    let mut pace = tokio::time::interval(PACE);
     for i in 0..CONNECTIONS {
+        pace.tick().await;
         match one_client(addr, i).await {
             Ok(()) => {
                 counters.clients_done.fetch_add(1, Ordering::Relaxed);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use taskscope::model::{Dump, DumpGroup, DumpSource, Frame, Snapshot};
+use taskscope::model::{Dump, DumpGroup, DumpSource, Finding, FindingKind, Frame, Snapshot};
 
 /// The demo binary built by this package (same code as `taskscope-demo`).
 pub const DEMO: &str = env!("CARGO_BIN_EXE_taskscope-demo-e2e");
@@ -301,6 +301,64 @@ impl Demo {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+impl Demo {
+    /// Polls the snapshot until a finding of `kind` at `site` holds and `accept` agrees
+    /// with it (at most 30 s); returns it, or panics with the findings last seen.
+    pub async fn wait_finding(
+        &self,
+        kind: FindingKind,
+        site: &str,
+        accept: impl Fn(&Finding) -> bool,
+    ) -> Finding {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let snap = self.snapshot().await;
+            if let Some(f) = snap
+                .findings
+                .iter()
+                .find(|f| f.kind == kind && f.site == site && accept(f))
+            {
+                return f.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {kind:?} finding at {site}; findings: {:#?}",
+                snap.findings
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The findings now, of `kind`, at `site`.
+    pub async fn findings_at(&self, kind: FindingKind, site: &str) -> Vec<Finding> {
+        self.snapshot()
+            .await
+            .findings
+            .into_iter()
+            .filter(|f| f.kind == kind && f.site == site)
+            .collect()
+    }
+}
+
+/// `taskscope_findings{kind,severity,site}` from a /metrics text.
+pub fn finding_metric(text: &str, kind: &str, severity: &str, site: &str) -> Option<f64> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the exporter's text parses");
+    scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "taskscope_findings"
+                && s.labels.get("kind") == Some(kind)
+                && s.labels.get("severity") == Some(severity)
+                && s.labels.get("site") == Some(site)
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("taskscope_findings has an unexpected type: {other:?}"),
+        })
 }
 
 impl Drop for Demo {

@@ -1,0 +1,1 @@
+//! goleak for tokio tests (in progress).
