@@ -132,7 +132,12 @@ pub(crate) async fn take(
         .map(|(id, slot)| Entry {
             id,
             running: running.contains(&id),
-            stacks: traces.remove(&id).unwrap_or_default(),
+            // Skip hashing a million ids when nothing was traced.
+            stacks: if traces.is_empty() {
+                Vec::new()
+            } else {
+                traces.remove(&id).unwrap_or_default()
+            },
             slot,
         })
         .collect();
@@ -333,24 +338,70 @@ fn groups(inner: &Inner, entries: &[Entry], secs: &Seconds) -> Vec<DumpGroup> {
     groups
 }
 
-/// One group from its members (same site, same stacks).
+/// One group from its members (same site, same stacks). One pass over the members keeps
+/// the oldest few ids and the coarse readings behind ages and idle times; medians come from
+/// a selection on integers, not a sort.
 fn group_of(inner: &Inner, members: &mut [&Entry], secs: &Seconds) -> DumpGroup {
     const IDS: usize = 10;
-    let oldest = |e: &&Entry| (e.slot.spawned, e.id);
-    // The oldest few, in order, without sorting the whole group.
-    if members.len() > IDS {
-        members.select_nth_unstable_by_key(IDS - 1, oldest);
+    // (spawned, id) of the oldest members, kept sorted; tiny, so insertion is cheap.
+    let mut oldest: Vec<(u64, u64)> = Vec::with_capacity(IDS + 1);
+    let mut spawned = Vec::with_capacity(members.len());
+    // The reading idle time counts from; u64::MAX while running (idle 0).
+    let mut idle_from = Vec::with_capacity(members.len());
+    for e in members.iter() {
+        let key = (e.slot.spawned, e.id);
+        if oldest.len() < IDS || key < oldest[IDS - 1] {
+            let at = oldest.partition_point(|k| *k < key);
+            oldest.insert(at, key);
+            oldest.truncate(IDS);
+        }
+        spawned.push(e.slot.spawned);
+        idle_from.push(if e.running {
+            u64::MAX
+        } else {
+            e.slot.last_poll.max(e.slot.spawned)
+        });
     }
-    let first = members.len().min(IDS);
-    members[..first].sort_by_key(oldest);
+    let idle = |reading: u64| {
+        if reading == u64::MAX {
+            0.0
+        } else {
+            secs.since(reading)
+        }
+    };
+    // Later readings are shorter durations: the spread's min comes from the max reading.
+    let (first, median, last) = select_spread(&mut idle_from);
+    let idle_seconds = Spread {
+        min: idle(last),
+        median: idle(median),
+        max: idle(first),
+    };
+    let (first, median, last) = select_spread(&mut spawned);
+    let age_seconds = Spread {
+        min: secs.since(last),
+        median: secs.since(median),
+        max: secs.since(first),
+    };
     DumpGroup {
         site: inner.sites.label(members[0].slot.site).to_string(),
         stacks: members[0].stacks.clone(),
         count: members.len() as u64,
-        idle_seconds: spread(members.iter().map(|e| idle(e, secs)).collect()),
-        age_seconds: spread(members.iter().map(|e| secs.since(e.slot.spawned)).collect()),
-        task_ids: members[..first].iter().map(|e| e.id).collect(),
+        idle_seconds,
+        age_seconds,
+        task_ids: oldest.into_iter().map(|(_, id)| id).collect(),
     }
+}
+
+/// Smallest, median and largest of a non-empty set, without sorting it.
+fn select_spread(v: &mut [u64]) -> (u64, u64, u64) {
+    let mid = v.len() / 2;
+    let (below, median, above) = v.select_nth_unstable(mid);
+    let median = *median;
+    (
+        below.iter().copied().min().unwrap_or(median),
+        median,
+        above.iter().copied().max().unwrap_or(median),
+    )
 }
 
 fn task_rows(inner: &Inner, entries: &mut [Entry], secs: &Seconds) -> Vec<DumpTask> {
@@ -378,19 +429,5 @@ fn idle(e: &Entry, secs: &Seconds) -> f64 {
         0.0
     } else {
         secs.since(e.slot.last_poll.max(e.slot.spawned))
-    }
-}
-
-fn spread(mut v: Vec<f64>) -> Spread {
-    if v.is_empty() {
-        return Spread::default();
-    }
-    let mid = v.len() / 2;
-    let (below, median, above) = v.select_nth_unstable_by(mid, f64::total_cmp);
-    let median = *median;
-    Spread {
-        min: below.iter().copied().fold(median, f64::min),
-        median,
-        max: above.iter().copied().fold(median, f64::max),
     }
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use taskscope::model::{Dump, SCHEMA_VERSION, Snapshot};
+use taskscope::model::{BaselineDiff, Dump, SCHEMA_VERSION, Snapshot};
 
 /// Path of the snapshot endpoint, appended to the target's base URL.
 pub const SNAPSHOT_PATH: &str = "/debug/taskscope/snapshot";
@@ -211,9 +211,17 @@ async fn fetch_inner(
     timeout: Duration,
     max_body: usize,
 ) -> Result<Vec<u8>, FetchError> {
+    request_inner(client.get(url), url, timeout, max_body).await
+}
+
+async fn request_inner(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Vec<u8>, FetchError> {
     let map = |e: reqwest::Error| classify(url, timeout, e);
-    let mut resp = client
-        .get(url)
+    let mut resp = request
         .timeout(timeout)
         .header("accept", "application/json")
         .send()
@@ -251,6 +259,63 @@ async fn fetch_inner(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Path of the baseline endpoint (POST marks one).
+pub const BASELINE_PATH: &str = "/debug/taskscope/baseline";
+
+/// Path of the diff endpoint.
+pub const DIFF_PATH: &str = "/debug/taskscope/diff";
+
+/// Marks a baseline on the target now; returns its time (milliseconds since the Unix
+/// epoch) as the target reports it.
+pub async fn mark_baseline(client: &reqwest::Client, base_url: &str) -> Result<u64, FetchError> {
+    #[derive(serde::Deserialize)]
+    struct Marked {
+        marked_at_unix_ms: u64,
+    }
+    let url = format!("{}{BASELINE_PATH}", base_url.trim_end_matches('/'));
+    let body = with_timeout(
+        &url,
+        FETCH_TIMEOUT,
+        request_inner(client.post(&url), &url, FETCH_TIMEOUT, 4096),
+    )
+    .await?;
+    let marked: Marked = serde_json::from_slice(&body).map_err(|e| bad_json(&url, e))?;
+    Ok(marked.marked_at_unix_ms)
+}
+
+/// What changed per site on the target: since its baseline, or over the last `since`.
+pub async fn fetch_diff(
+    client: &reqwest::Client,
+    base_url: &str,
+    since: Option<Duration>,
+) -> Result<BaselineDiff, FetchError> {
+    let mut url = format!("{}{DIFF_PATH}", base_url.trim_end_matches('/'));
+    if let Some(since) = since {
+        url.push_str(&format!("?since={}", since.as_secs_f64()));
+    }
+    let body = with_timeout(
+        &url,
+        FETCH_TIMEOUT,
+        fetch_inner(client, &url, FETCH_TIMEOUT, MAX_BODY_BYTES),
+    )
+    .await?;
+    serde_json::from_slice(&body).map_err(|e| bad_json(&url, e))
+}
+
+async fn with_timeout(
+    url: &str,
+    timeout: Duration,
+    fetch: impl std::future::Future<Output = Result<Vec<u8>, FetchError>>,
+) -> Result<Vec<u8>, FetchError> {
+    match tokio::time::timeout(timeout, fetch).await {
+        Ok(result) => result,
+        Err(_) => Err(FetchError::Timeout {
+            url: url.to_string(),
+            seconds: timeout.as_secs_f64(),
+        }),
+    }
 }
 
 fn decode(url: &str, body: &[u8]) -> Result<Snapshot, FetchError> {

@@ -25,7 +25,7 @@ use futures::StreamExt as _;
 use ratatui::DefaultTerminal;
 use taskscope::model::{Dump, Snapshot};
 
-use crate::client::{FETCH_TIMEOUT, FetchError, fetch_dump, fetch_snapshot};
+use crate::client::{FETCH_TIMEOUT, FetchError, fetch_dump, fetch_snapshot, mark_baseline};
 use crate::state::{App, Nav, View, no_color_from_env};
 
 /// Target used when none is given.
@@ -136,6 +136,9 @@ type FetchFuture = Pin<Box<dyn Future<Output = Result<Snapshot, FetchError>>>>;
 /// A dump in flight: the id of its request and the fetch.
 type DumpFuture = (u64, Pin<Box<dyn Future<Output = Result<Dump, FetchError>>>>);
 
+/// Marking a baseline in flight.
+type BaselineFuture = Pin<Box<dyn Future<Output = Result<u64, FetchError>>>>;
+
 async fn event_loop(
     terminal: &mut DefaultTerminal,
     mut app: App,
@@ -150,9 +153,15 @@ async fn event_loop(
     // At most one dump in flight, likewise; a dump asked for meanwhile starts after it (the
     // exporter would refuse a second one with 429 anyway).
     let mut dump_in_flight: Option<DumpFuture> = None;
+    let mut baseline_in_flight: Option<BaselineFuture> = None;
 
     loop {
         app.tick(Instant::now());
+        if baseline_in_flight.is_none() && app.take_baseline_request() {
+            let client = client.clone();
+            let url = app.target.clone();
+            baseline_in_flight = Some(Box::pin(async move { mark_baseline(&client, &url).await }));
+        }
         if dump_in_flight.is_none()
             && let Some(request) = app.take_dump_request()
         {
@@ -202,7 +211,21 @@ async fn event_loop(
                 dump_in_flight = None;
                 app.apply_dump(id, result, Instant::now());
             }
+            result = poll_baseline(&mut baseline_in_flight) => {
+                baseline_in_flight = None;
+                app.apply_baseline(result, Instant::now());
+            }
+            // Redraw when a footer notice expires.
+            _ = tokio::time::sleep(Duration::from_millis(500)), if app.notice().is_some() => {}
         }
+    }
+}
+
+/// Waits for the baseline request in flight, or forever when there is none.
+async fn poll_baseline(in_flight: &mut Option<BaselineFuture>) -> Result<u64, FetchError> {
+    match in_flight.as_mut() {
+        Some(fetch) => fetch.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -239,6 +262,10 @@ fn handle_key(app: &mut App, key: KeyEvent) -> Flow {
         (View::Sites, KeyCode::Char('q') | KeyCode::Esc) => return Flow::Quit,
         (View::Sites, KeyCode::Enter) => {
             app.open_detail();
+            return Flow::Continue;
+        }
+        (_, KeyCode::Char('b')) => {
+            app.request_baseline();
             return Flow::Continue;
         }
         // In the detail view q goes back, like Esc; Ctrl-C still quits.
@@ -313,6 +340,14 @@ mod tests {
         );
         assert_eq!(handle_key(&mut app, key(KeyCode::Down)), Flow::Continue);
         assert_eq!(app.selected(), 0); // no rows: clamped
+        // b asks for one baseline.
+        assert!(!app.take_baseline_request());
+        assert_eq!(
+            handle_key(&mut app, key(KeyCode::Char('b'))),
+            Flow::Continue
+        );
+        assert!(app.take_baseline_request());
+        assert!(!app.take_baseline_request());
     }
 
     #[test]

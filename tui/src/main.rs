@@ -1,6 +1,7 @@
 //! `taskscope`: watch a tokio service's tasks, per spawn site, in the terminal; or take a
 //! task dump (`taskscope dump`).
 
+mod diff_cli;
 mod dump_cli;
 
 use std::process::ExitCode;
@@ -36,18 +37,33 @@ enum Command {
     /// goroutine?debug=1), every task (--debug 2), JSON, or what changed since a saved dump
     /// (--base).
     Dump(dump_cli::DumpArgs),
+    /// Mark a baseline on the service: later `taskscope diff` (and the TUI) show what
+    /// changed per spawn site since.
+    Baseline(diff_cli::BaselineArgs),
+    /// What changed per spawn site since the baseline, or over the last DURATION
+    /// (--since 60s): live before and after, spawned and completed in between.
+    Diff(diff_cli::DiffArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Dump(args)) = &cli.command {
-        return match dump_cli::run(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("taskscope dump: error: {e:#}");
-                ExitCode::from(1)
-            }
-        };
+    let printed = |name: &str, result: anyhow::Result<String>| match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("taskscope {name}: error: {e:#}");
+            ExitCode::from(1)
+        }
+    };
+    match &cli.command {
+        Some(Command::Dump(args)) => {
+            return printed("dump", dump_cli::run(args).map(|()| String::new()));
+        }
+        Some(Command::Baseline(args)) => return printed("baseline", diff_cli::run_baseline(args)),
+        Some(Command::Diff(args)) => return printed("diff", diff_cli::run_diff(args)),
+        None => {}
     }
     let config = taskscope_tui::Config {
         url: cli.url,
@@ -125,5 +141,26 @@ mod tests {
         assert_eq!(args.timeout, Some(1.5));
         assert!(Cli::try_parse_from(["taskscope", "dump", "--debug", "3"]).is_err());
         assert!(Cli::try_parse_from(["taskscope", "dump", "--refresh", "250"]).is_err());
+    }
+
+    #[test]
+    fn diff_and_baseline_subcommands() {
+        let cli = Cli::try_parse_from(["taskscope", "diff", "h:1", "--since", "90s"]).unwrap();
+        let Some(Command::Diff(args)) = cli.command else {
+            panic!("expected the diff subcommand");
+        };
+        assert_eq!(args.url, "h:1");
+        assert_eq!(args.since, Some(Duration::from_secs(90)));
+        let cli = Cli::try_parse_from(["taskscope", "diff"]).unwrap();
+        let Some(Command::Diff(args)) = cli.command else {
+            panic!("expected the diff subcommand");
+        };
+        assert_eq!(
+            (args.url.as_str(), args.since),
+            ("http://127.0.0.1:6060", None)
+        );
+        assert!(Cli::try_parse_from(["taskscope", "diff", "--since", "later"]).is_err());
+        let cli = Cli::try_parse_from(["taskscope", "baseline"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Baseline(_))));
     }
 }

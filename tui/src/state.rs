@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use taskscope::model::{Dump, SiteRow, Snapshot};
+use taskscope::model::{Dump, Severity, SiteRow, Snapshot};
 
 use crate::client::FetchError;
 
@@ -172,6 +172,9 @@ impl Detail {
     }
 }
 
+/// How long a footer notice stays.
+pub const NOTICE_FOR: Duration = Duration::from_secs(5);
+
 /// The TUI's state.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -201,6 +204,10 @@ pub struct App {
     dump_requests: u64,
     /// A dump requested but not yet handed to the event loop.
     dump_to_start: Option<DumpRequest>,
+    /// A baseline asked for with `b`, not yet handed to the event loop.
+    baseline_requested: bool,
+    /// A one-line message for the footer (e.g. "baseline marked"), and until when.
+    notice: Option<(String, Instant)>,
 }
 
 impl App {
@@ -225,7 +232,48 @@ impl App {
             detail: None,
             dump_requests: 0,
             dump_to_start: None,
+            baseline_requested: false,
+            notice: None,
         }
+    }
+
+    /// Asks for a baseline to be marked on the target (key `b`).
+    pub fn request_baseline(&mut self) {
+        self.baseline_requested = true;
+    }
+
+    /// Hands a requested baseline to the event loop, once.
+    pub fn take_baseline_request(&mut self) -> bool {
+        std::mem::take(&mut self.baseline_requested)
+    }
+
+    /// Records how marking the baseline went, as a footer notice for a few seconds.
+    pub fn apply_baseline(&mut self, result: Result<u64, FetchError>, now: Instant) {
+        self.tick(now);
+        let text = match result {
+            Ok(_) => "baseline marked: Δbase counts from now (b marks a new one)".to_string(),
+            Err(e) => format!("cannot mark a baseline: {e}"),
+        };
+        self.notice = Some((text, now + NOTICE_FOR));
+    }
+
+    /// The footer notice, while it lasts.
+    pub fn notice(&self) -> Option<&str> {
+        self.notice
+            .as_ref()
+            .filter(|(_, until)| self.now < *until)
+            .map(|(text, _)| text.as_str())
+    }
+
+    /// The most severe finding's severity at `site` in the last snapshot, if any.
+    pub fn site_severity(&self, site: &str) -> Option<Severity> {
+        self.snapshot
+            .as_ref()?
+            .findings
+            .iter()
+            .filter(|f| f.site == site)
+            .map(|f| f.severity)
+            .max_by_key(|s| s.rank())
     }
 
     /// Sets whether colours are disabled; see [`no_color_from_env`].

@@ -9,7 +9,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
 
-use taskscope::model::{DumpGroup, DumpSource, Frame as StackFrame, Spread};
+use taskscope::model::{DumpGroup, DumpSource, Frame as StackFrame, Severity, Spread};
 
 use crate::state::{App, ConnectionStatus, Detail, HISTORY_LEN, View};
 
@@ -24,7 +24,11 @@ pub const SPARK_MIN_RANGE: u64 = 10;
 
 /// The keys line at the bottom of the sites table.
 pub const FOOTER: &str =
-    "q quit  ↑/↓ select  Enter site & task dump  PgUp/PgDn page  Home/End first/last";
+    "q quit  ↑/↓ select  Enter site & task dump  b mark baseline  PgUp/PgDn  Home/End";
+
+/// Most lines of the findings pane (inside its border); findings that do not fit are
+/// counted on its last line.
+pub const MAX_FINDING_LINES: usize = 5;
 
 /// The keys line at the bottom of the site detail view.
 pub const DETAIL_FOOTER: &str =
@@ -46,27 +50,114 @@ pub fn render(frame: &mut Frame, app: &App) {
         render_detail(frame, app, detail);
         return;
     }
-    let [header, table, footer] = layout(frame.area(), app);
+    let [header, findings, table, footer] = layout(frame.area(), app);
     render_header(frame, header, app);
+    render_findings(frame, findings, app);
     render_table(frame, table, app);
     let theme = Theme::new(app.no_color);
-    frame.render_widget(
-        Paragraph::new(Line::from(Span::styled(FOOTER, theme.dim()))),
-        footer,
-    );
+    let footer_line = match app.notice() {
+        Some(notice) => Line::from(Span::styled(clean(notice), theme.fg(Color::Yellow))),
+        None => Line::from(Span::styled(FOOTER, theme.dim())),
+    };
+    frame.render_widget(Paragraph::new(footer_line), footer);
+}
+
+/// The findings pane, `width` columns wide: each finding the agent's own sentence (site,
+/// count, the number that crossed the line) after its severity, wrapped at words; at most
+/// [`MAX_FINDING_LINES`] lines, the rest counted.
+fn finding_lines(app: &App, width: usize) -> Vec<Line<'static>> {
+    let theme = Theme::new(app.no_color);
+    let findings = app.snapshot().map_or(&[][..], |s| &s.findings[..]);
+    let text_width = width.saturating_sub(5).max(20);
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    let mut shown = 0;
+    for f in findings {
+        let wrapped = wrap_words(&clean(&f.summary), text_width);
+        if lines.len() + wrapped.len() > MAX_FINDING_LINES - 1 && shown > 0 {
+            break;
+        }
+        let (tag, color) = severity_tag(f.severity);
+        for (i, part) in wrapped.into_iter().enumerate() {
+            let lead = if i == 0 {
+                Span::styled(tag, theme.fg(color).add_modifier(Modifier::BOLD))
+            } else {
+                Span::raw("    ")
+            };
+            lines.push(Line::from(vec![lead, Span::raw(" "), Span::raw(part)]));
+        }
+        shown += 1;
+    }
+    if findings.len() > shown {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "… and {} more (Enter on a marked site shows its own)",
+                findings.len() - shown
+            ),
+            theme.dim(),
+        )));
+    }
+    lines
+}
+
+/// Splits `text` into lines of at most `width` characters at spaces (a longer word is cut).
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split(' ') {
+        let last = lines.last_mut().expect("never empty");
+        let len = last.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > width {
+            lines.push(String::new());
+        }
+        let last = lines.last_mut().expect("never empty");
+        if !last.is_empty() {
+            last.push(' ');
+        }
+        last.push_str(word);
+    }
+    lines
+        .into_iter()
+        .flat_map(|l| wrap_chars(&l, width))
+        .collect()
+}
+
+/// A fixed-width tag for a severity, and its colour.
+fn severity_tag(severity: Severity) -> (&'static str, Color) {
+    match severity {
+        Severity::Critical => ("CRIT", Color::Red),
+        Severity::Warning => ("WARN", Color::Yellow),
+        Severity::Info => ("info", Color::Blue),
+        Severity::Unknown => ("????", Color::Gray),
+    }
+}
+
+fn render_findings(frame: &mut Frame, area: Rect, app: &App) {
+    if area.height == 0 {
+        return;
+    }
+    let theme = Theme::new(app.no_color);
+    let n = app.snapshot().map_or(0, |s| s.findings.len());
+    let block = Block::default().borders(Borders::ALL).title(Span::styled(
+        format!(" Findings ({n}) "),
+        theme.fg(Color::Red).add_modifier(Modifier::BOLD),
+    ));
+    let width = usize::from(area.width.saturating_sub(2));
+    frame.render_widget(Paragraph::new(finding_lines(app, width)).block(block), area);
 }
 
 /// How many site rows fit in the table when the screen is `area` (for paging).
 pub fn table_body_rows(area: Rect, app: &App) -> usize {
-    let [_, table, _] = layout(area, app);
+    let [_, _, table, _] = layout(area, app);
     // Top and bottom border, and the column-title row.
     usize::from(table.height.saturating_sub(3))
 }
 
-fn layout(area: Rect, app: &App) -> [Rect; 3] {
+fn layout(area: Rect, app: &App) -> [Rect; 4] {
     let header_height = header_lines(app).len() as u16 + 2;
+    let findings = finding_lines(app, usize::from(area.width.saturating_sub(2))).len() as u16;
+    let findings_height = if findings == 0 { 0 } else { findings + 2 };
     Layout::vertical([
         Constraint::Length(header_height),
+        Constraint::Length(findings_height),
         Constraint::Min(0),
         Constraint::Length(1),
     ])
@@ -203,6 +294,33 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
             theme.fg(Color::Green),
         ),
     ]));
+
+    let mut leaks = vec![label("Findings: ")];
+    match snap.map(|s| &s.findings) {
+        None => leaks.push(Span::raw("-")),
+        Some(f) if f.is_empty() => leaks.push(Span::styled("none", theme.fg(Color::Green))),
+        Some(f) => {
+            for severity in [Severity::Critical, Severity::Warning, Severity::Info] {
+                let n = f.iter().filter(|x| x.severity == severity).count();
+                if n > 0 {
+                    let (tag, color) = severity_tag(severity);
+                    leaks.push(Span::styled(
+                        format!("{n} {} ", tag.to_lowercase()),
+                        theme.fg(color).add_modifier(bold),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(b) = snap.and_then(|s| s.baseline.as_ref()) {
+        let net: i64 = b.sites.iter().map(|d| d.live_delta()).sum();
+        leaks.extend([
+            Span::raw("  "),
+            label("Baseline: "),
+            Span::raw(format!("{:.0}s ago, live {net:+}", b.age_seconds)),
+        ]);
+    }
+    lines.push(Line::from(leaks));
     lines
 }
 
@@ -243,10 +361,18 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
     let site_width = inner_width.saturating_sub(fixed + spark_width);
 
     let right = |s: String| Cell::from(Line::from(s).right_aligned());
+    let baseline = app.snapshot().and_then(|s| s.baseline.as_ref());
     let header = Row::new([
         Cell::from("Site"),
         right("Live".into()),
-        right("Δ60s".into()),
+        right(
+            if baseline.is_some() {
+                "Δbase"
+            } else {
+                "Δ60s"
+            }
+            .into(),
+        ),
         right("Spawned".into()),
         right("Completed".into()),
         right("Busy (s)".into()),
@@ -259,7 +385,16 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
         let history: Vec<u64> = site_history
             .map(|h| h.samples().collect())
             .unwrap_or_default();
-        let delta = site_history.map_or(0, |h| h.delta());
+        let delta = match baseline {
+            Some(b) => b
+                .sites
+                .iter()
+                .find(|d| d.site == r.site)
+                .map_or(0, |d| i128::from(d.live_delta())),
+            None => site_history.map_or(0, |h| h.delta()),
+        };
+        // Sites with a finding are marked, with the finding's colour.
+        let mark = app.site_severity(&r.site).map(severity_tag);
         let delta_style = if delta > 0 {
             theme.fg(Color::Red)
         } else {
@@ -270,8 +405,18 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             theme.dim()
         };
+        let site_cell = match mark {
+            Some((_, color)) => Cell::from(Line::from(vec![
+                Span::styled("! ", theme.fg(color).add_modifier(Modifier::BOLD)),
+                Span::raw(truncate_left(
+                    &clean(&r.site),
+                    usize::from(site_width).saturating_sub(2),
+                )),
+            ])),
+            None => Cell::from(truncate_left(&clean(&r.site), usize::from(site_width))),
+        };
         Row::new([
-            Cell::from(truncate_left(&clean(&r.site), usize::from(site_width))),
+            site_cell,
             Cell::from(Line::from(r.live.to_string()).right_aligned()).style(live_style),
             Cell::from(Line::from(fmt_delta(delta)).right_aligned()).style(delta_style),
             right(r.spawned.to_string()),
@@ -398,6 +543,19 @@ fn detail_header_lines(app: &App, detail: &Detail) -> Vec<Line<'static>> {
         None => Line::from(Span::styled("no snapshot yet", theme.dim())),
     };
     lines.push(counts);
+    for f in app
+        .snapshot()
+        .into_iter()
+        .flat_map(|s| &s.findings)
+        .filter(|f| f.site == detail.site())
+    {
+        let (tag, color) = severity_tag(f.severity);
+        lines.push(Line::from(vec![
+            Span::styled(tag, theme.fg(color).add_modifier(Modifier::BOLD)),
+            Span::raw(" "),
+            Span::raw(clean(&f.summary)),
+        ]));
+    }
     lines
 }
 

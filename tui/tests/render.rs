@@ -266,3 +266,72 @@ fn colours_follow_no_color() {
     let coloured = render(false);
     assert!(coloured.content().iter().any(|c| c.fg == Color::Green));
 }
+
+#[test]
+fn findings_are_listed_and_their_sites_marked() {
+    use taskscope::model::{Evidence, Finding, FindingKind, Severity};
+    let t0 = Instant::now();
+    let mut app = App::new("http://127.0.0.1:6060", t0).with_no_color(true);
+    let mut snap = fixture();
+    let site = "demo-service/src/faults/leak.rs:42:5";
+    let lost = Finding {
+        kind: FindingKind::LostWaker,
+        severity: Severity::Critical,
+        site: site.into(),
+        count: 1,
+        summary: format!("1 task spawned at {site} has lost its waker"),
+        fragment: "tasks have lost their waker".into(),
+        evidence: Evidence::Unknown,
+    };
+    snap.findings = vec![
+        lost,
+        Finding {
+            kind: FindingKind::Growth,
+            severity: Severity::Warning,
+            site: site.into(),
+            count: 7,
+            summary: format!(
+                "live tasks spawned at {site} grow by 0.50/s over the last 60 s: the \
+                 low-water mark rose from 0 to 7 (7 live now)"
+            ),
+            fragment: "tasks more each 2.0 s".into(),
+            evidence: Evidence::Unknown,
+        },
+    ];
+    app.apply(Ok(snap), t0);
+    let lines = screen(&app, 120, 24);
+    let text = lines.join("\n");
+    assert!(text.contains("Findings: 1 crit 1 warn"), "{text}");
+    assert!(text.contains("Findings (2)"), "{text}");
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {text}"))
+    };
+    // Most severe first, the agent's sentence after its severity, wrapped, above the table.
+    let warn = at("WARN live tasks spawned at");
+    assert!(at("CRIT 1 task spawned at") < warn, "{text}");
+    let sentence: String = lines[warn..warn + 2]
+        .iter()
+        .map(|l| l.trim_matches(|c: char| c == '│' || c.is_whitespace()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        sentence.contains(
+            "grow by 0.50/s over the last 60 s: the low-water mark rose from 0 to 7 (7 live now)"
+        ),
+        "{text}"
+    );
+    assert!(warn < at("Spawn sites (3)"), "{text}");
+    // The site with findings is marked in the table; the others are not.
+    let rows = site_rows(&lines[at("Spawn sites (3)")..]);
+    assert_eq!(rows[0][..3], words(&["!", site, "7"]), "{text}");
+    assert_eq!(rows[1][0], "axum-0.8.9/src/serve/mod.rs:389:5", "{text}");
+    // Still fits 80x24 with the table showing.
+    let small = screen(&app, 80, 24);
+    assert!(
+        small.iter().any(|l| l.contains("Spawn sites (3)")),
+        "{small:#?}"
+    );
+}
