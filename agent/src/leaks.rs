@@ -5,7 +5,7 @@
 //! thread, never in the task hooks. The hooks contribute one number per site: the longest
 //! wait that ended in a poll (`SiteCounters::longest_wait`).
 //!
-//! Each indicator is a small object behind [`Indicator`], in the shape of tokio-console's
+//! Each indicator is a small object behind one trait, `Indicator`, in the shape of tokio-console's
 //! warnings: decide whether it applies to a site, say one sentence for that site with the
 //! number that crossed the line, and give a fragment that reads after a count.
 
@@ -17,8 +17,11 @@ use crate::Inner;
 use crate::clock::Seconds;
 use crate::model::{BaselineDiff, Evidence, Finding, FindingKind, Severity, SiteDiff};
 
-/// Default least idle time flagged as "idle too long" (see [`LeakSettings::idle_floor`]).
-pub const DEFAULT_IDLE_FLOOR: Duration = Duration::from_secs(10);
+/// Default least idle time flagged as "idle too long" (see [`LeakSettings::idle_floor`]):
+/// longer than the idle timeouts common in libraries (hyper's and reqwest's connection
+/// pools keep an idle connection 90 s, as Go's net/http does), so a pooled connection
+/// waiting for reuse is not flagged before its site has shown how long it may wait.
+pub const DEFAULT_IDLE_FLOOR: Duration = Duration::from_secs(120);
 
 /// A site's derived idle threshold is this many times its longest wait that ended.
 pub const IDLE_FACTOR: f64 = 4.0;
@@ -575,7 +578,6 @@ pub(crate) fn diff_since(
     secs: &Seconds,
 ) -> Result<BaselineDiff, HistoryError> {
     let now = inner.clock.now();
-    let want = now.saturating_sub(since.as_nanos() as u64);
     let interval = inner.leaks.settings.sample_interval().as_secs_f64();
     let h = inner.leaks.history();
     let oldest = h
@@ -584,15 +586,18 @@ pub(crate) fn diff_since(
         .filter_map(|r| r.front().map(|s| s.at))
         .min()
         .ok_or(HistoryError::Empty(interval))?;
-    // A sample within one interval of the moment asked for will do.
+    // A sample within one interval of the moment asked for will do; before the agent
+    // started there is none.
     let slack = inner.leaks.settings.sample_interval().as_nanos() as u64;
-    if oldest > want + slack {
+    let want = now.checked_sub(since.as_nanos() as u64);
+    if want.is_none_or(|want| oldest > want + slack) {
         return Err(HistoryError::TooFar {
             asked: since.as_secs_f64(),
             have: secs.since(oldest),
             keeps: interval * (h.cap - 1) as f64,
         });
     }
+    let want = want.unwrap_or(0);
     let mut at = oldest;
     let then: Vec<(String, u64, u64, u64)> = all_sites(inner)
         .into_iter()
@@ -720,8 +725,8 @@ mod tests {
     #[test]
     fn derived_threshold_follows_the_site_and_has_a_floor() {
         let s = LeakSettings::default();
-        assert_eq!(s.idle_threshold(0.01), (10.0, true));
-        assert_eq!(s.idle_threshold(30.0), (120.0, true));
+        assert_eq!(s.idle_threshold(0.01), (120.0, true));
+        assert_eq!(s.idle_threshold(60.0), (240.0, true));
         let fixed = LeakSettings {
             idle_threshold: Some(Duration::from_secs(2)),
             ..LeakSettings::default()

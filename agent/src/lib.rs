@@ -176,7 +176,7 @@ impl AgentBuilder {
         self
     }
 
-    /// The least derived idle threshold (default 10 s). A site's threshold is this, or
+    /// The least derived idle threshold (default 120 s, [`leaks::DEFAULT_IDLE_FLOOR`]). A site's threshold is this, or
     /// [`leaks::IDLE_FACTOR`] times the longest wait any of its tasks had before being
     /// polled again, whichever is longer; so a listener that normally waits minutes for a
     /// connection is not flagged after seconds.

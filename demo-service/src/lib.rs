@@ -63,7 +63,7 @@ pub struct Args {
     pub tui: bool,
     /// Leak indicator: the least idle time that counts as "idle too long", seconds (each
     /// spawn site's threshold is this or 4x its longest normal wait, whichever is longer).
-    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = positive_secs)]
+    #[arg(long, value_name = "SECS", default_value_t = 120.0, value_parser = positive_secs)]
     pub idle_floor: f64,
     /// Leak indicator: the window over which a site's live count must keep rising to be
     /// flagged as growth, seconds.
