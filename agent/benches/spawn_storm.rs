@@ -12,33 +12,13 @@
 //! (defaults: N = 200000, ROUNDS = 9).
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+
+use common::{peak_rss_kib, storm};
 
 const VARIANTS: [&str; 2] = ["baseline", "taskscope"];
-
-/// One storm of `n` tasks; returns the time from the first spawn to the last completion.
-fn storm(rt: &tokio::runtime::Runtime, n: usize) -> Duration {
-    rt.block_on(async move {
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let handles: Vec<_> = (0..n)
-                .map(|_| {
-                    tokio::spawn(async {
-                        for _ in 0..4 {
-                            tokio::task::yield_now().await;
-                        }
-                    })
-                })
-                .collect();
-            for h in handles {
-                h.await.expect("task");
-            }
-            start.elapsed()
-        })
-        .await
-        .expect("driver")
-    })
-}
 
 /// Child process: one variant, one size; prints "nanoseconds peak_rss_kib".
 fn child(variant: &str, n: usize) {
@@ -55,17 +35,6 @@ fn child(variant: &str, n: usize) {
         assert_eq!(spawned, (n + n / 10 + 2) as u64, "agent missed spawns");
     }
     println!("{} {}", elapsed.as_nanos(), peak_rss_kib());
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn run_child(variant: &str, n: usize) -> (Duration, u64) {

@@ -57,12 +57,50 @@ pub enum DumpError {
 /// Whether this build can trace tasks.
 pub const TRACING_SUPPORTED: bool = cfg!(all(feature = "taskdump", target_os = "linux"));
 
-/// A task as the dump sees it: the registry's facts, plus stacks when traced.
+/// A task as the dump sees it: the registry's facts, plus its stacks when traced, as an
+/// index into the dump's table of distinct stacks (so grouping compares integers, and a
+/// million entries stay small).
 struct Entry {
     id: u64,
     slot: TaskSlot,
     running: bool,
-    stacks: Vec<Vec<Frame>>,
+    /// Index into [`Stacks::distinct`]; [`NO_STACKS`] when not traced.
+    stacks: u32,
+}
+
+/// Index of the empty stack set: untraced tasks.
+const NO_STACKS: u32 = 0;
+
+/// The distinct stack sets of a dump, interned.
+struct Stacks {
+    distinct: Vec<Vec<Vec<Frame>>>,
+    index: HashMap<Vec<Vec<Frame>>, u32>,
+}
+
+impl Stacks {
+    fn new() -> Self {
+        Stacks {
+            distinct: vec![Vec::new()],
+            index: HashMap::new(),
+        }
+    }
+
+    fn intern(&mut self, stacks: Vec<Vec<Frame>>) -> u32 {
+        if stacks.is_empty() {
+            return NO_STACKS;
+        }
+        if let Some(&i) = self.index.get(&stacks) {
+            return i;
+        }
+        let i = self.distinct.len() as u32;
+        self.distinct.push(stacks.clone());
+        self.index.insert(stacks, i);
+        i
+    }
+
+    fn get(&self, i: u32) -> &Vec<Vec<Frame>> {
+        &self.distinct[i as usize]
+    }
 }
 
 pub(crate) async fn take(
@@ -125,18 +163,21 @@ pub(crate) async fn take(
 
     relativize(inner, &mut traces);
     let running: HashSet<u64> = inner.lanes.in_progress().iter().map(|p| p.task).collect();
+    let mut stacks = Stacks::new();
+    let probe = inner.starvation.probe_site();
     let mut entries: Vec<Entry> = inner
         .tasks
-        .collect()
+        .collect_sized(live_hint(inner))
         .into_iter()
+        // The agent's own probe task is not the service's.
+        .filter(|(_, slot)| Some(slot.site) != probe)
         .map(|(id, slot)| Entry {
             id,
             running: running.contains(&id),
             // Skip hashing a million ids when nothing was traced.
-            stacks: if traces.is_empty() {
-                Vec::new()
-            } else {
-                traces.remove(&id).unwrap_or_default()
+            stacks: match traces.is_empty() {
+                true => NO_STACKS,
+                false => traces.remove(&id).map_or(NO_STACKS, |s| stacks.intern(s)),
             },
             slot,
         })
@@ -144,7 +185,7 @@ pub(crate) async fn take(
     if source == DumpSource::Traced {
         let untraced = entries
             .iter()
-            .filter(|e| e.stacks.is_empty() && !e.running)
+            .filter(|e| e.stacks == NO_STACKS && !e.running)
             .count();
         if untraced > 0 {
             notes.push(format!(
@@ -157,9 +198,9 @@ pub(crate) async fn take(
         entries.retain(|e| inner.sites.label(e.slot.site) == site);
     }
     let secs = inner.clock.calibrate();
-    let groups = groups(inner, &entries, &secs);
+    let groups = groups(inner, &entries, &stacks, &secs);
     let tasks = if options.tasks {
-        task_rows(inner, &mut entries, &secs)
+        task_rows(inner, &mut entries, &stacks, &secs)
     } else {
         Vec::new()
     };
@@ -212,6 +253,18 @@ fn relativize(inner: &Inner, traces: &mut HashMap<u64, Vec<Vec<Frame>>>) {
             f.file = rest.to_string();
         }
     }
+}
+
+/// About how many tasks are live (from the site counters): room to collect them in one
+/// allocation.
+fn live_hint(inner: &Inner) -> usize {
+    (0..=inner.sites.overflow())
+        .map(|s| {
+            let t = inner.lanes.totals(s);
+            t.spawned.saturating_sub(t.completed) as usize
+        })
+        .sum::<usize>()
+        + 1024
 }
 
 /// Polls in progress longer than `threshold`, longest first.
@@ -311,7 +364,7 @@ async fn trace(
 /// Groups entries by (site, stacks): bucketed by site first (an index, no hashing), then
 /// each site's tasks sorted by stacks only when they differ. A registry-only dump of a
 /// million tasks is one pass plus a median per site.
-fn groups(inner: &Inner, entries: &[Entry], secs: &Seconds) -> Vec<DumpGroup> {
+fn groups(inner: &Inner, entries: &[Entry], stacks: &Stacks, secs: &Seconds) -> Vec<DumpGroup> {
     let mut by_site: Vec<Vec<&Entry>> = Vec::new();
     for e in entries {
         let s = e.slot.site as usize;
@@ -323,10 +376,10 @@ fn groups(inner: &Inner, entries: &[Entry], secs: &Seconds) -> Vec<DumpGroup> {
     let mut groups = Vec::new();
     for mut members in by_site.into_iter().filter(|m| !m.is_empty()) {
         if members.iter().any(|e| e.stacks != members[0].stacks) {
-            members.sort_by(|a, b| a.stacks.cmp(&b.stacks));
+            members.sort_by_key(|e| e.stacks);
         }
         for group in members.chunk_by_mut(|a, b| a.stacks == b.stacks) {
-            groups.push(group_of(inner, group, secs));
+            groups.push(group_of(inner, group, stacks, secs));
         }
     }
     groups.sort_by(|a, b| {
@@ -341,7 +394,7 @@ fn groups(inner: &Inner, entries: &[Entry], secs: &Seconds) -> Vec<DumpGroup> {
 /// One group from its members (same site, same stacks). One pass over the members keeps
 /// the oldest few ids and the coarse readings behind ages and idle times; medians come from
 /// a selection on integers, not a sort.
-fn group_of(inner: &Inner, members: &mut [&Entry], secs: &Seconds) -> DumpGroup {
+fn group_of(inner: &Inner, members: &mut [&Entry], stacks: &Stacks, secs: &Seconds) -> DumpGroup {
     const IDS: usize = 10;
     // (spawned, id) of the oldest members, kept sorted; tiny, so insertion is cheap.
     let mut oldest: Vec<(u64, u64)> = Vec::with_capacity(IDS + 1);
@@ -384,7 +437,7 @@ fn group_of(inner: &Inner, members: &mut [&Entry], secs: &Seconds) -> DumpGroup 
     };
     DumpGroup {
         site: inner.sites.label(members[0].slot.site).to_string(),
-        stacks: members[0].stacks.clone(),
+        stacks: stacks.get(members[0].stacks).clone(),
         count: members.len() as u64,
         idle_seconds,
         age_seconds,
@@ -404,7 +457,12 @@ fn select_spread(v: &mut [u64]) -> (u64, u64, u64) {
     )
 }
 
-fn task_rows(inner: &Inner, entries: &mut [Entry], secs: &Seconds) -> Vec<DumpTask> {
+fn task_rows(
+    inner: &Inner,
+    entries: &mut [Entry],
+    stacks: &Stacks,
+    secs: &Seconds,
+) -> Vec<DumpTask> {
     entries.sort_by_key(|e| (e.slot.spawned, e.id));
     entries
         .iter_mut()
@@ -419,7 +477,7 @@ fn task_rows(inner: &Inner, entries: &mut [Entry], secs: &Seconds) -> Vec<DumpTa
             age_seconds: secs.since(e.slot.spawned),
             idle_seconds: idle(e, secs),
             polls: u64::from(e.slot.polls),
-            stacks: std::mem::take(&mut e.stacks),
+            stacks: stacks.get(e.stacks).clone(),
         })
         .collect()
 }

@@ -26,6 +26,11 @@ pub(crate) const MAX_LANES: usize = 256;
 /// Strides are drawn from 1..=2*SAMPLE_EVERY-1 so that periodic workloads do not alias.
 pub(crate) const SAMPLE_EVERY: u32 = 8;
 
+/// Poll durations (coarse nanoseconds) from which a poll counts as long, one counter per
+/// bound: 10 ms, 100 ms, 1 s, 10 s. Shorter polls only add to `polls`.
+pub(crate) const LONG_POLL_BOUNDS_NS: [u64; 4] =
+    [10_000_000, 100_000_000, 1_000_000_000, 10_000_000_000];
+
 /// One site's counters in one lane.
 #[derive(Default)]
 pub(crate) struct SiteCounters {
@@ -38,6 +43,24 @@ pub(crate) struct SiteCounters {
     /// Longest wait (coarse ns) that ended in a poll: how long this site's tasks normally
     /// wait. Merged over lanes with `max`, not summed.
     pub(crate) longest_wait: AtomicU64,
+    /// Polls that lasted at least each of [`LONG_POLL_BOUNDS_NS`] (coarse clock).
+    pub(crate) long_polls: [AtomicU64; LONG_POLL_BOUNDS_NS.len()],
+}
+
+impl SiteCounters {
+    /// Counts a poll of `coarse_ns` in every long-poll bucket it reaches: one compare for
+    /// the common short poll.
+    #[inline]
+    pub(crate) fn count_poll_duration(&self, lane: &Lane, coarse_ns: u64) {
+        if coarse_ns < LONG_POLL_BOUNDS_NS[0] {
+            return;
+        }
+        for (bound, counter) in LONG_POLL_BOUNDS_NS.iter().zip(&self.long_polls) {
+            if coarse_ns >= *bound {
+                lane.add(counter, 1);
+            }
+        }
+    }
 }
 
 /// Totals of one site over every lane.
@@ -48,6 +71,8 @@ pub(crate) struct SiteTotals {
     pub(crate) polls: u64,
     pub(crate) busy: u64,
     pub(crate) longest_wait: u64,
+    /// Polls at least as long as each of [`LONG_POLL_BOUNDS_NS`].
+    pub(crate) long_polls: [u64; LONG_POLL_BOUNDS_NS.len()],
 }
 
 #[repr(align(64))]
@@ -69,6 +94,9 @@ pub(crate) struct Lane {
     /// xorshift state for the sampling strides.
     rng: AtomicU64,
     counters: OnceLock<Box<[SiteCounters]>>,
+    /// The thread that holds this lane now, set when it claims it (the cold path), so a
+    /// reader can tell which runtime worker a poll in progress is on.
+    thread: std::sync::Mutex<Option<std::thread::ThreadId>>,
 }
 
 /// How a poll ended, from the lane's record of it.
@@ -79,6 +107,8 @@ pub(crate) struct PollEnd {
     /// Precise ticks of busy time this poll accounts for: its duration times the polls its
     /// sample stands for, or 0 when it was not sampled.
     pub(crate) busy: u64,
+    /// The poll's duration by the coarse clock (resolution 1–4 ms), for long-poll counts.
+    pub(crate) coarse: u64,
 }
 
 impl Lane {
@@ -95,6 +125,7 @@ impl Lane {
             // xorshift must not start at 0; lanes get distinct streams.
             rng: AtomicU64::new(0x2545_F491_4F6C_DD1D ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             counters: OnceLock::new(),
+            thread: std::sync::Mutex::new(None),
         }
     }
 
@@ -177,10 +208,14 @@ impl Lane {
             clock.precise().saturating_sub(sample_start) * u64::from(weight)
         };
         let site = self.site.load(Ordering::Relaxed);
+        let coarse = clock
+            .now()
+            .saturating_sub(self.started.load(Ordering::Relaxed));
         self.task.store(0, Ordering::Release);
         Some(PollEnd {
             site: (site != u32::MAX).then_some(site),
             busy,
+            coarse,
         })
     }
 
@@ -202,6 +237,8 @@ impl Lane {
 pub(crate) struct PollInProgress {
     pub(crate) task: u64,
     pub(crate) started: u64,
+    /// The polling thread, when known.
+    pub(crate) thread: Option<std::thread::ThreadId>,
 }
 
 pub(crate) struct Lanes {
@@ -310,6 +347,10 @@ impl Lanes {
                 .is_ok()
         })?;
         self.lanes[i].counters(self.sites);
+        *self.lanes[i]
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current().id());
         Some(i)
     }
 
@@ -344,6 +385,9 @@ impl Lanes {
             t.polls += c.polls.load(Ordering::Relaxed);
             t.busy += c.busy.load(Ordering::Relaxed);
             t.longest_wait = t.longest_wait.max(c.longest_wait.load(Ordering::Relaxed));
+            for (sum, n) in t.long_polls.iter_mut().zip(&c.long_polls) {
+                *sum += n.load(Ordering::Relaxed);
+            }
         }
         t
     }
@@ -358,6 +402,7 @@ impl Lanes {
                 (task != 0).then(|| PollInProgress {
                     task,
                     started: l.started.load(Ordering::Relaxed),
+                    thread: *l.thread.lock().unwrap_or_else(|e| e.into_inner()),
                 })
             })
             .collect()
@@ -393,7 +438,8 @@ mod tests {
             lanes.in_progress(),
             vec![PollInProgress {
                 task: 42,
-                started: 1000
+                started: 1000,
+                thread: Some(t.thread().id()),
             }]
         );
         lanes.with(|lane| lane.add(&lane.site(2).spawned, 1));

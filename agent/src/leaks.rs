@@ -163,7 +163,10 @@ pub(crate) fn start_sampler(inner: &Arc<Inner>) {
         .spawn(move || {
             loop {
                 match weak.upgrade() {
-                    Some(inner) => sample(&inner),
+                    Some(inner) => {
+                        sample(&inner);
+                        crate::starvation::sample(&inner);
+                    }
                     None => return,
                 }
                 std::thread::sleep(interval);
@@ -205,8 +208,10 @@ pub(crate) fn sample(inner: &Inner) {
 }
 
 fn all_sites(inner: &Inner) -> Vec<u32> {
+    let probe = inner.starvation.probe_site();
     (0..inner.sites.len() as u32)
         .chain(std::iter::once(inner.sites.overflow()))
+        .filter(|s| Some(*s) != probe)
         .collect()
 }
 

@@ -56,7 +56,10 @@ pub mod leakcheck;
 pub mod leaks;
 mod snapshot;
 mod spawn;
+pub mod starvation;
 mod tasks;
+#[cfg(feature = "lost-waker")]
+pub mod waker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -123,6 +126,8 @@ struct Inner {
     leaks: leaks::LeakState,
     /// Lost-waker facts, once a waker-tracking layer was made for this agent.
     wakers: OnceLock<Arc<dyn leaks::WakerSource>>,
+    /// Blocked workers, busy ratios, blocking pool, scheduling delay.
+    starvation: starvation::RuntimeState,
 }
 
 /// Installs a new agent with default settings on `builder`.
@@ -138,6 +143,7 @@ pub struct AgentBuilder {
     site_capacity: usize,
     task_slots: usize,
     leaks: LeakSettings,
+    blocked_threshold: Duration,
 }
 
 impl Default for AgentBuilder {
@@ -146,6 +152,7 @@ impl Default for AgentBuilder {
             site_capacity: DEFAULT_SITE_CAPACITY,
             task_slots: DEFAULT_TASK_SLOTS,
             leaks: LeakSettings::default(),
+            blocked_threshold: starvation::DEFAULT_BLOCKED_THRESHOLD,
         }
     }
 }
@@ -206,6 +213,14 @@ impl AgentBuilder {
         self
     }
 
+    /// How long one poll may run before its worker counts as blocked (default 100 ms,
+    /// [`starvation::DEFAULT_BLOCKED_THRESHOLD`]; at least 1 ms). A blocked worker is a
+    /// finding, and task dumps are not started while one is (see [`Agent::dump`]).
+    pub fn blocked_threshold(mut self, threshold: Duration) -> Self {
+        self.blocked_threshold = threshold.max(Duration::from_millis(1));
+        self
+    }
+
     /// Builds the agent without installing it; call [`Agent::install`] next.
     pub fn build(self) -> Agent {
         let sites = SiteTable::new(self.site_capacity);
@@ -224,6 +239,7 @@ impl AgentBuilder {
                 dump_lock: Arc::new(tokio::sync::Mutex::new(())),
                 wakers: OnceLock::new(),
                 leaks: leaks::LeakState::new(self.leaks),
+                starvation: starvation::RuntimeState::new(self.blocked_threshold),
             }),
         };
         leaks::start_sampler(&agent.inner);
@@ -347,6 +363,7 @@ impl Inner {
             // after-poll hook; account for that poll's busy time here.
             if let Some(end) = lane.end_poll(id, &self.clock) {
                 lane.add(&counters.busy, end.busy);
+                counters.count_poll_duration(lane, end.coarse);
             }
             // Release: a reader that sees this completion sees the spawn too.
             lane.add_ordered(&counters.completed, 1, Ordering::Release);
@@ -390,9 +407,12 @@ impl Inner {
             if let Some(PollEnd {
                 site: Some(site),
                 busy,
+                coarse,
             }) = lane.end_poll(id, &self.clock)
             {
-                lane.add(&lane.site(site).busy, busy);
+                let counters = lane.site(site);
+                lane.add(&counters.busy, busy);
+                counters.count_poll_duration(lane, coarse);
             }
         });
     }

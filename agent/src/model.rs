@@ -49,6 +49,8 @@ pub struct Snapshot {
     pub findings: Vec<Finding>,
     /// What changed per site since the baseline was marked, if one was.
     pub baseline: Option<BaselineDiff>,
+    /// Every poll in progress now, longest first.
+    pub polls_in_progress: Vec<PollInProgress>,
 }
 
 /// The process hosting the agent.
@@ -79,6 +81,57 @@ pub struct RuntimeInfo {
     pub idle_blocking_threads: u64,
     /// Blocking jobs waiting for a thread.
     pub blocking_queue_depth: u64,
+    /// Seconds the blocking pool has been saturated (no idle thread and jobs waiting)
+    /// without a break, as the agent's sampler saw it; 0 when it is not.
+    pub blocking_saturated_seconds: f64,
+    /// Per worker, the share of the last sampling interval it spent busy (0 to 1).
+    pub worker_busy_ratio: Vec<f64>,
+    /// Per worker, tasks it stole from other workers since the runtime started.
+    pub worker_steals: Vec<u64>,
+    /// Per worker, times it parked (went to sleep for lack of work).
+    pub worker_parks: Vec<u64>,
+    /// Workers in one poll for longer than the agent's blocked threshold now.
+    pub blocked_workers: u64,
+    /// The longest poll in progress now, seconds (0 when no worker is polling).
+    pub longest_poll_seconds: f64,
+    /// The threshold beyond which a poll in progress counts as a blocked worker, seconds.
+    pub blocked_threshold_seconds: f64,
+    /// CPUs this process may use: the cgroup CPU quota (`cpu.max`) when one is set, else
+    /// the CPUs it may run on. More workers than this means they share CPUs.
+    pub cpu_quota: f64,
+    /// Scheduling delay: how long a probe task spawned into the runtime waited for its
+    /// first poll (see the README), over the agent's lifetime.
+    pub scheduling_delay: DelayHistogram,
+}
+
+/// A histogram of durations, cumulative, Prometheus-style.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DelayHistogram {
+    /// Upper bounds of the buckets, seconds, ascending (the last bucket, +Inf, is implied).
+    pub bounds: Vec<f64>,
+    /// Observations at or below each bound (cumulative), one per bound.
+    pub counts: Vec<u64>,
+    /// All observations.
+    pub count: u64,
+    /// Their sum, seconds.
+    pub sum: f64,
+    /// The largest observation in the last sampling interval, seconds.
+    pub last_seconds: f64,
+}
+
+/// A poll in progress: which task a worker is polling, and for how long so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PollInProgress {
+    /// The runtime's worker index (as in `worker_busy_seconds`), when known.
+    pub worker: Option<u64>,
+    /// The task being polled.
+    pub task: u64,
+    /// Its spawn site.
+    pub site: String,
+    /// Seconds this poll has been running.
+    pub seconds: f64,
 }
 
 /// The agent's own state, so readers can tell when a cap was reached.
@@ -131,7 +184,14 @@ pub struct SiteRow {
     /// Trend of the live count over the growth window, tasks per second (least squares;
     /// negative when shrinking, 0 without enough history).
     pub live_trend_per_second: f64,
+    /// Polls of this site's tasks that lasted at least each of
+    /// [`LONG_POLL_BOUNDS_SECONDS`] (by the coarse clock, resolution 1–4 ms): a poll of
+    /// 150 ms counts in the first two. Empty from agents that predate it.
+    pub long_polls: Vec<u64>,
 }
+
+/// Bounds of [`SiteRow::long_polls`], seconds.
+pub const LONG_POLL_BOUNDS_SECONDS: [f64; 4] = [0.01, 0.1, 1.0, 10.0];
 
 /// The state of a live task.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -336,6 +396,12 @@ pub enum FindingKind {
     Growth,
     /// Idle tasks whose wakers were all dropped: nothing can ever wake them (certain leak).
     LostWaker,
+    /// A task in one poll for longer than the threshold: it blocks its worker.
+    BlockedWorker,
+    /// Every worker is blocked in a poll: the runtime runs nothing else.
+    AllWorkersBlocked,
+    /// The blocking pool has no free thread and jobs wait, without draining.
+    BlockingPoolSaturated,
     /// A kind this reader does not know (sent by a newer agent).
     #[default]
     #[serde(other)]
@@ -349,6 +415,9 @@ impl FindingKind {
             FindingKind::IdleTooLong => "idle_too_long",
             FindingKind::Growth => "growth",
             FindingKind::LostWaker => "lost_waker",
+            FindingKind::BlockedWorker => "blocked_worker",
+            FindingKind::AllWorkersBlocked => "all_workers_blocked",
+            FindingKind::BlockingPoolSaturated => "blocking_pool_saturated",
             FindingKind::Unknown => "unknown",
         }
     }
@@ -416,6 +485,33 @@ pub enum Evidence {
         task_ids: Vec<u64>,
         /// Idle time of the longest-idle of them, seconds.
         oldest_idle_seconds: f64,
+    },
+    /// Behind [`FindingKind::BlockedWorker`].
+    BlockedWorker {
+        /// The worker's index, when known.
+        worker: Option<u64>,
+        /// The task in the poll.
+        task: u64,
+        /// Seconds the poll has been running.
+        seconds: f64,
+        /// The threshold, seconds.
+        threshold_seconds: f64,
+    },
+    /// Behind [`FindingKind::AllWorkersBlocked`].
+    AllWorkersBlocked {
+        /// Workers of the runtime.
+        workers: u64,
+        /// The shortest of their polls in progress, seconds: how long nothing else ran.
+        seconds: f64,
+    },
+    /// Behind [`FindingKind::BlockingPoolSaturated`].
+    BlockingPoolSaturated {
+        /// Threads of the pool, all busy.
+        threads: u64,
+        /// Jobs waiting for a thread.
+        queue_depth: u64,
+        /// Seconds it has been so.
+        seconds: f64,
     },
     /// Evidence of a kind this reader does not know.
     #[default]

@@ -11,6 +11,7 @@ use crate::model::{
     AgentInfo, Finding, ProcessInfo, RuntimeInfo, SCHEMA_VERSION, SiteRow, Snapshot, TaskRow,
     TaskState,
 };
+use crate::starvation::{self, Starvation};
 use crate::tasks::TaskSlot;
 
 /// What to include in a snapshot beyond the per-site rows.
@@ -27,8 +28,14 @@ pub(crate) fn take(
 ) -> Snapshot {
     let secs = inner.clock.calibrate();
     let running: HashSet<u64> = inner.lanes.in_progress().iter().map(|p| p.task).collect();
-    let all = inner.tasks.collect();
-    let (sites, findings) = site_rows(inner, &all, &running, &secs);
+    let mut all = inner.tasks.collect();
+    // The agent's own probe task is not the service's.
+    let probe = inner.starvation.probe_site();
+    all.retain(|(_, t)| Some(t.site) != probe);
+    let (sites, mut findings) = site_rows(inner, &all, &running, &secs);
+    let starvation = starvation::read(inner, runtime, &secs);
+    findings.extend(starvation.findings.iter().cloned());
+    leaks::sort_findings(&mut findings);
     let tasks = task_rows(inner, all, &running, options.max_tasks, &secs);
     let uptime = secs.since(0);
     Snapshot {
@@ -36,7 +43,7 @@ pub(crate) fn take(
         taken_at_unix_ms: crate::unix_ms(),
         uptime_seconds: micros(uptime),
         process: process_info(),
-        runtime: runtime.map(runtime_info),
+        runtime: runtime.map(|h| runtime_info(h, &starvation)),
         agent: AgentInfo {
             started_unix_ms: inner.started_unix_ms,
             site_capacity: inner.sites.capacity() as u64,
@@ -49,6 +56,7 @@ pub(crate) fn take(
         tasks,
         findings,
         baseline: leaks::baseline_diff(inner, &secs),
+        polls_in_progress: starvation.polls,
     }
 }
 
@@ -103,7 +111,11 @@ fn site_rows(
     let trends = leaks::trends(inner);
     let mut findings = Vec::new();
     let mut rows = Vec::new();
+    let probe = inner.starvation.probe_site();
     for site in 0..slots {
+        if probe == Some(site as u32) {
+            continue;
+        }
         let t = &totals[site];
         if site == overflow as usize && t.spawned == 0 {
             continue;
@@ -141,6 +153,7 @@ fn site_rows(
             longest_wait_seconds: micros(longest_wait),
             oldest_idle_seconds: micros(oldest[site]),
             live_trend_per_second: micros(trend.map_or(0.0, |t| t.slope)),
+            long_polls: t.long_polls.to_vec(),
         });
     }
     rows.sort_by(|a, b| b.live.cmp(&a.live).then_with(|| a.site.cmp(&b.site)));
@@ -185,10 +198,19 @@ fn micros(seconds: f64) -> f64 {
     (seconds * 1e6).round() / 1e6
 }
 
-fn runtime_info(handle: &tokio::runtime::Handle) -> RuntimeInfo {
+fn runtime_info(handle: &tokio::runtime::Handle, st: &Starvation) -> RuntimeInfo {
     let m = handle.metrics();
     let workers = m.num_workers();
     RuntimeInfo {
+        blocking_saturated_seconds: st.saturated_seconds,
+        worker_busy_ratio: st.busy_ratio.iter().map(|r| micros(*r)).collect(),
+        worker_steals: (0..workers).map(|w| m.worker_steal_count(w)).collect(),
+        worker_parks: (0..workers).map(|w| m.worker_park_count(w)).collect(),
+        blocked_workers: st.blocked_workers,
+        longest_poll_seconds: st.longest_poll,
+        blocked_threshold_seconds: st.threshold,
+        cpu_quota: st.cpu_quota,
+        scheduling_delay: st.delay.clone(),
         workers: workers as u64,
         alive_tasks: m.num_alive_tasks() as u64,
         global_queue_depth: m.global_queue_depth() as u64,

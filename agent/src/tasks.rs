@@ -241,7 +241,12 @@ impl TaskTable {
     /// Copies out every live task. Ring slots are read without locks (a slot that changes
     /// owner while read is skipped); overflow shards are locked one at a time.
     pub(crate) fn collect(&self) -> Vec<(u64, TaskSlot)> {
-        let mut out = Vec::new();
+        self.collect_sized(0)
+    }
+
+    /// [`TaskTable::collect`] into a vector with room for `capacity` tasks.
+    pub(crate) fn collect_sized(&self, capacity: usize) -> Vec<(u64, TaskSlot)> {
+        let mut out = Vec::with_capacity(capacity);
         for slot in self.ring.iter() {
             let id = slot.id.load(Ordering::Acquire);
             if id == 0 || id == CLAIMING {

@@ -69,6 +69,11 @@ pub struct Args {
     /// flagged as growth, seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = positive_secs)]
     pub growth_window: f64,
+    /// Leak indicator: track every task's wakers (taskscope's opt-in lost-waker layer) to
+    /// report tasks that nothing can wake again (see fault `lostwaker`). Costs a tracing
+    /// span per task and an event per waker operation.
+    #[arg(long)]
+    pub lost_waker: bool,
 }
 
 /// A number of seconds, more than 0 and at most a day.
@@ -110,7 +115,6 @@ impl Drop for DataDir {
 
 /// Runs the service until Ctrl-C, SIGTERM, or (with `--tui`) the TUI quits.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    init_logging(args.tui)?;
     let data_dir = match &args.data_dir {
         Some(p) => DataDir {
             path: p.clone(),
@@ -133,6 +137,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .idle_floor(Duration::from_secs_f64(args.idle_floor))
         .growth_window(Duration::from_secs_f64(args.growth_window))
         .install(&mut builder);
+    // Before the runtime exists: the lost-waker layer must see every task from its spawn.
+    init_logging(args.tui, args.lost_waker.then(|| agent.lost_waker_layer()))?;
     let runtime = builder.build().context("cannot build the runtime")?;
 
     let exporter = taskscope_exporter::Exporter::new(agent)
@@ -270,20 +276,36 @@ async fn shutdown_signal(stop: oneshot::Receiver<()>) {
     tracing::info!("shutting down");
 }
 
-fn init_logging(to_file: bool) -> anyhow::Result<()> {
+/// Logs (filtered by `RUST_LOG`, default `info`) and, if given, the lost-waker layer, in
+/// the process's global subscriber. The log filter is per layer: a global one would hide
+/// tokio's task spans and waker events from the lost-waker layer.
+fn init_logging(
+    to_file: bool,
+    lost_waker: Option<taskscope::waker::LostWakerLayer>,
+) -> anyhow::Result<()> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if to_file {
+    let logs = if to_file {
         let path = std::env::temp_dir().join("taskscope-demo.log");
         let file = std::fs::File::create(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
-        builder
+        tracing_subscriber::fmt::layer()
             .with_writer(std::sync::Mutex::new(file))
             .with_ansi(false)
-            .init();
+            .boxed()
     } else {
-        builder.with_writer(std::io::stderr).init();
-    }
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
+    };
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(lost_waker)
+        .try_init()
+        .context("cannot set the global tracing subscriber")?;
     Ok(())
 }

@@ -4,13 +4,13 @@
 //! families from it, so the exporter holds no state that could drift from the agent's.
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
+use prometheus::proto::{self, Metric, MetricFamily};
 use prometheus::{
     CounterVec, Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 use taskscope::Agent;
-use taskscope::model::{FindingKind, Snapshot};
+use taskscope::model::{FindingKind, LONG_POLL_BOUNDS_SECONDS, Snapshot};
 
 /// Every metric the exporter serves. The README's metrics table documents the same set.
 struct Families {
@@ -37,6 +37,15 @@ struct Families {
     live_trend: GaugeVec,
     lost_waker: IntGaugeVec,
     findings: IntGaugeVec,
+    blocked_workers: IntGauge,
+    longest_poll: Gauge,
+    blocked_threshold: Gauge,
+    worker_busy_ratio: GaugeVec,
+    worker_steals: IntCounterVec,
+    worker_parks: IntCounterVec,
+    cpu_quota: Gauge,
+    blocking_saturated: Gauge,
+    scheduling_delay_max: Gauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -191,10 +200,64 @@ impl Families {
                 &["kind", "severity", "site"],
             )
             .expect("valid metric"),
+            blocked_workers: IntGauge::with_opts(opts(
+                "taskscope_runtime_blocked_workers",
+                "Workers in one poll for longer than the agent's blocked threshold now.",
+            ))
+            .expect("valid metric"),
+            longest_poll: Gauge::with_opts(opts(
+                "taskscope_runtime_longest_poll_seconds",
+                "Duration so far of the longest poll in progress (0 when no worker is polling).",
+            ))
+            .expect("valid metric"),
+            blocked_threshold: Gauge::with_opts(opts(
+                "taskscope_runtime_blocked_threshold_seconds",
+                "Poll duration beyond which a worker counts as blocked.",
+            ))
+            .expect("valid metric"),
+            worker_busy_ratio: GaugeVec::new(
+                opts(
+                    "taskscope_runtime_worker_busy_ratio",
+                    "Share of the agent's last sampling interval this worker spent busy (0 to 1).",
+                ),
+                &["worker"],
+            )
+            .expect("valid metric"),
+            worker_steals: IntCounterVec::new(
+                opts(
+                    "taskscope_runtime_worker_steals_total",
+                    "Tasks this worker stole from other workers.",
+                ),
+                &["worker"],
+            )
+            .expect("valid metric"),
+            worker_parks: IntCounterVec::new(
+                opts(
+                    "taskscope_runtime_worker_parks_total",
+                    "Times this worker parked for lack of work.",
+                ),
+                &["worker"],
+            )
+            .expect("valid metric"),
+            cpu_quota: Gauge::with_opts(opts(
+                "taskscope_process_cpu_quota",
+                "CPUs the process may use: its cgroup CPU quota if set, else the CPUs it may run on.",
+            ))
+            .expect("valid metric"),
+            blocking_saturated: Gauge::with_opts(opts(
+                "taskscope_runtime_blocking_saturated_seconds",
+                "Seconds the blocking pool has had no idle thread and jobs waiting, without a break (0 when not).",
+            ))
+            .expect("valid metric"),
+            scheduling_delay_max: Gauge::with_opts(opts(
+                "taskscope_runtime_scheduling_delay_max_seconds",
+                "Largest scheduling delay of the agent's probe task over its last sampling interval, or the wait of a probe not yet polled.",
+            ))
+            .expect("valid metric"),
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 23] {
+    fn collectors(&self) -> [&dyn Collector; 32] {
         [
             &self.tasks_live,
             &self.tasks_spawned,
@@ -219,6 +282,15 @@ impl Families {
             &self.live_trend,
             &self.lost_waker,
             &self.findings,
+            &self.blocked_workers,
+            &self.longest_poll,
+            &self.blocked_threshold,
+            &self.worker_busy_ratio,
+            &self.worker_steals,
+            &self.worker_parks,
+            &self.cpu_quota,
+            &self.blocking_saturated,
+            &self.scheduling_delay_max,
         ]
     }
 
@@ -276,6 +348,28 @@ impl Families {
                     .with_label_values(&[i.to_string().as_str()])
                     .inc_by(busy.max(0.0));
             }
+            self.blocked_workers.set(clamp_i64(rt.blocked_workers));
+            self.longest_poll.set(rt.longest_poll_seconds);
+            self.blocked_threshold.set(rt.blocked_threshold_seconds);
+            self.cpu_quota.set(rt.cpu_quota);
+            self.blocking_saturated.set(rt.blocking_saturated_seconds);
+            self.scheduling_delay_max
+                .set(rt.scheduling_delay.last_seconds);
+            for (i, ratio) in rt.worker_busy_ratio.iter().enumerate() {
+                self.worker_busy_ratio
+                    .with_label_values(&[i.to_string().as_str()])
+                    .set(*ratio);
+            }
+            for (i, n) in rt.worker_steals.iter().enumerate() {
+                self.worker_steals
+                    .with_label_values(&[i.to_string().as_str()])
+                    .inc_by(*n);
+            }
+            for (i, n) in rt.worker_parks.iter().enumerate() {
+                self.worker_parks
+                    .with_label_values(&[i.to_string().as_str()])
+                    .inc_by(*n);
+            }
         }
         self.sites_tracked.set(clamp_i64(snap.agent.sites_tracked));
         self.sites_capacity.set(clamp_i64(snap.agent.site_capacity));
@@ -290,17 +384,125 @@ fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// Histograms the agent keeps as counts already: built as protobuf families directly,
+/// since the `prometheus` crate's `Histogram` only takes observations.
+const POLL_DURATION: (&str, &str) = (
+    "taskscope_task_poll_duration_seconds",
+    "Polls of tasks spawned at this site by duration (coarse clock, resolution 1-4 ms); the sum is the site's busy time, estimated from sampled polls.",
+);
+const SCHEDULING_DELAY: (&str, &str) = (
+    "taskscope_runtime_scheduling_delay_seconds",
+    "Scheduling delay: how long the agent's probe task, spawned once per sampling interval, waited for its first poll.",
+);
+
+fn histogram(
+    labels: &[(&str, &str)],
+    bounds: &[f64],
+    cumulative: &[u64],
+    count: u64,
+    sum: f64,
+) -> Metric {
+    let mut h = proto::Histogram::default();
+    h.set_sample_count(count);
+    h.set_sample_sum(sum);
+    h.set_bucket(
+        bounds
+            .iter()
+            .zip(cumulative)
+            .map(|(b, c)| {
+                let mut bucket = proto::Bucket::default();
+                bucket.set_upper_bound(*b);
+                bucket.set_cumulative_count(*c);
+                bucket
+            })
+            .collect(),
+    );
+    let mut m = Metric::default();
+    m.set_label(
+        labels
+            .iter()
+            .map(|(k, v)| {
+                let mut l = proto::LabelPair::default();
+                l.set_name(k.to_string());
+                l.set_value(v.to_string());
+                l
+            })
+            .collect(),
+    );
+    m.set_histogram(h);
+    m
+}
+
+fn family(name_help: (&str, &str), metrics: Vec<Metric>) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name_help.0.to_string());
+    f.set_help(name_help.1.to_string());
+    f.set_field_type(proto::MetricType::HISTOGRAM);
+    f.set_metric(metrics);
+    f
+}
+
+/// The histogram families of a snapshot (none for an empty one: a family needs a metric).
+fn histograms(snap: &Snapshot) -> Vec<MetricFamily> {
+    let mut out = Vec::new();
+    let polls: Vec<Metric> = snap
+        .sites
+        .iter()
+        .filter(|row| row.long_polls.len() == LONG_POLL_BOUNDS_SECONDS.len())
+        .map(|row| {
+            // long_polls[i] counts polls of at least bound i; the bucket "le bound i" holds
+            // the rest.
+            let cumulative: Vec<u64> = row
+                .long_polls
+                .iter()
+                .map(|long| row.polls.saturating_sub(*long))
+                .collect();
+            histogram(
+                &[("site", row.site.as_str())],
+                &LONG_POLL_BOUNDS_SECONDS,
+                &cumulative,
+                row.polls,
+                row.busy_seconds.max(0.0),
+            )
+        })
+        .collect();
+    if !polls.is_empty() {
+        out.push(family(POLL_DURATION, polls));
+    }
+    if let Some(rt) = &snap.runtime {
+        let d = &rt.scheduling_delay;
+        if d.bounds.len() == d.counts.len() {
+            out.push(family(
+                SCHEDULING_DELAY,
+                vec![histogram(&[], &d.bounds, &d.counts, d.count, d.sum)],
+            ));
+        }
+    }
+    out
+}
+
 /// Reads the agent on every scrape.
 pub(crate) struct AgentCollector {
     agent: Agent,
     template: Families,
+    histogram_descs: Vec<Desc>,
 }
 
 impl AgentCollector {
     pub(crate) fn new(agent: Agent) -> Self {
+        let desc = |(name, help): (&str, &str), labels: &[&str]| {
+            Desc::new(
+                name.to_string(),
+                help.to_string(),
+                labels.iter().map(|l| l.to_string()).collect(),
+                Default::default(),
+            )
+            .expect("valid metric")
+        };
         AgentCollector {
             agent,
             template: Families::new(),
+            histogram_descs: vec![desc(POLL_DURATION, &["site"]), desc(SCHEDULING_DELAY, &[])],
         }
     }
 }
@@ -311,16 +513,19 @@ impl Collector for AgentCollector {
             .collectors()
             .into_iter()
             .flat_map(|c| c.desc())
+            .chain(&self.histogram_descs)
             .collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
         let families = Families::new();
-        families.fill(&self.agent.snapshot());
+        let snap = self.agent.snapshot();
+        families.fill(&snap);
         families
             .collectors()
             .into_iter()
             .flat_map(|c| c.collect())
+            .chain(histograms(&snap))
             .collect()
     }
 }

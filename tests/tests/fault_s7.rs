@@ -7,8 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Demo, site_of};
-use taskscope::model::{DumpSource, TaskState};
+use common::{Demo, scalar, site_of};
+use taskscope::model::{DumpSource, Evidence, FindingKind, Severity, TaskState};
 
 const FILE: &str = "demo-service/src/faults/s7_never_yields.rs";
 
@@ -87,12 +87,114 @@ async fn a_spinning_task_shows_as_one_running_task_at_its_site() {
     let (status, body) = demo.get("/healthz").await;
     assert_eq!(status, 200, "{body}");
 
+    // Blocked worker, seen from /metrics and the snapshot while a spin is 1.2-1.6 s into
+    // its poll (a spin starts every 5 s and lasts 2 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = demo.metrics().await;
+        let longest = scalar(&text, "taskscope_runtime_longest_poll_seconds").unwrap_or(0.0);
+        if (1.2..1.6).contains(&longest) {
+            assert_eq!(
+                scalar(&text, "taskscope_runtime_blocked_workers"),
+                Some(1.0)
+            );
+            assert_eq!(
+                scalar(&text, "taskscope_runtime_blocked_threshold_seconds"),
+                Some(0.1)
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no poll of 1.2-1.6 s seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let snap = demo.snapshot().await;
+    let blocked: Vec<_> = snap
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::BlockedWorker)
+        .collect();
+    assert_eq!(blocked.len(), 1, "{:#?}", snap.findings);
+    let f = blocked[0];
+    assert_eq!(
+        (f.site.as_str(), f.count, f.severity),
+        (spin.as_str(), 1, Severity::Critical)
+    );
+    let Evidence::BlockedWorker {
+        worker,
+        task,
+        seconds,
+        threshold_seconds,
+    } = f.evidence
+    else {
+        panic!("blocked-worker evidence expected: {f:#?}");
+    };
+    let worker = worker.expect("the worker is known") as usize;
+    assert!(worker < 2, "{f:#?}");
+    assert!(seconds >= 1.2 && threshold_seconds == 0.1, "{f:#?}");
+    assert_eq!(
+        snap.tasks
+            .iter()
+            .find(|t| t.id == task)
+            .map(|t| t.site.as_str()),
+        Some(spin.as_str())
+    );
+    assert!(
+        f.summary.contains(&format!("worker {worker}")) && f.summary.contains(&spin),
+        "{}",
+        f.summary
+    );
+    let rt = snap.runtime.as_ref().expect("runtime facts");
+    assert_eq!(rt.blocked_workers, 1, "{rt:?}");
+    // tokio counts busy time when a worker stops processing; the agent counts the poll in
+    // progress, so the stuck worker reads fully busy.
+    assert_eq!(rt.worker_busy_ratio[worker], 1.0, "{rt:?}");
+    assert_eq!(
+        snap.polls_in_progress[0].site, spin,
+        "{:?}",
+        snap.polls_in_progress
+    );
+    assert_eq!(snap.polls_in_progress[0].worker, Some(worker as u64));
+    // `taskscope top` prints the stuck poll first, marked, with its worker, task and site.
+    let top = taskscope_tui::top::render(&snap);
+    let line = top
+        .lines()
+        .find(|l| l.contains("BLOCKED"))
+        .unwrap_or_else(|| panic!("no blocked poll in:\n{top}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols[0], worker.to_string(), "{top}");
+    assert_eq!(cols[1], task.to_string(), "{top}");
+    assert_eq!(cols[4], spin, "{top}");
+    assert!(top.starts_with("workers 2 on "), "{top}");
+    assert!(top.contains("blocked 1 "), "{top}");
+    // Only one of two workers is stuck: not the whole runtime.
+    assert!(
+        snap.findings
+            .iter()
+            .all(|f| f.kind != FindingKind::AllWorkersBlocked)
+    );
+
     // Off: the driver ends, the spin in progress finishes its 2 s, and nothing new starts.
     demo.fault_off("S7").await;
     demo.wait_live(&driver, 0).await;
     demo.wait_live(&spin, 0).await;
     let (status, body) = demo.get("/healthz").await;
     assert_eq!(status, 200, "{body}");
+
+    // The finding clears with the spin.
+    let snap = demo.snapshot().await;
+    assert!(
+        snap.findings
+            .iter()
+            .all(|f| f.kind != FindingKind::BlockedWorker),
+        "{:#?}",
+        snap.findings
+    );
+    assert_eq!(snap.runtime.as_ref().map(|r| r.blocked_workers), Some(0));
+    let text = demo.metrics().await;
+    assert_eq!(
+        scalar(&text, "taskscope_runtime_blocked_workers"),
+        Some(0.0)
+    );
 
     // With no spin left, a dump is traced and complete again, and the runtime still serves.
     let dump = demo.dump_json("timeout=3").await;

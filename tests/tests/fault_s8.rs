@@ -7,8 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Demo, site_of};
-use taskscope::model::{RuntimeInfo, TaskState};
+use common::{Demo, scalar, site_of};
+use taskscope::model::{Evidence, FindingKind, RuntimeInfo, Severity, TaskState};
 
 const FILE: &str = "demo-service/src/faults/s8_blocking_exhaustion.rs";
 const MAX_BLOCKING: u64 = 4;
@@ -63,6 +63,31 @@ async fn blocking_jobs_waiting_on_fs_exhaust_the_pool_until_switched_off() {
     let (status, _) = demo.get("/healthz").await;
     assert_eq!(status, 200);
 
+    // Saturated for a second without draining: a finding, with the pool's numbers.
+    let f = demo
+        .wait_finding(
+            FindingKind::BlockingPoolSaturated,
+            "(blocking pool)",
+            |_| true,
+        )
+        .await;
+    assert_eq!(f.severity, Severity::Warning);
+    let Evidence::BlockingPoolSaturated {
+        threads,
+        queue_depth,
+        seconds,
+    } = f.evidence
+    else {
+        panic!("blocking-pool evidence expected: {f:#?}");
+    };
+    assert_eq!(threads, MAX_BLOCKING, "{f:#?}");
+    assert!(queue_depth > 0 && seconds >= 1.0, "{f:#?}");
+    assert_eq!(f.count, queue_depth);
+    let text = demo.metrics().await;
+    assert!(scalar(&text, "taskscope_runtime_blocking_saturated_seconds").unwrap_or(0.0) >= 1.0);
+    let rt = runtime(&demo).await;
+    assert!(rt.blocking_saturated_seconds >= 1.0, "{rt:?}");
+
     // Off: the jobs are cancelled, the queued reads run, the coordinator ends.
     demo.fault_off("S8").await;
     demo.wait_live(&site, 0).await;
@@ -80,4 +105,15 @@ async fn blocking_jobs_waiting_on_fs_exhaust_the_pool_until_switched_off() {
     }
     let (status, body) = demo.get("/healthz").await;
     assert_eq!(status, 200, "{body}");
+    // The sampler sees the pool drained at its next reading (every second by default).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !demo
+        .findings_at(FindingKind::BlockingPoolSaturated, "(blocking pool)")
+        .await
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the saturation finding stayed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(runtime(&demo).await.blocking_saturated_seconds, 0.0);
 }

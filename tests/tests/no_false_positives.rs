@@ -20,24 +20,26 @@ const LOAD_SECS: u64 = 130;
 #[tokio::test]
 async fn steady_load_for_two_minutes_gives_no_leak_finding() {
     let data = TempDir::new("no-fp");
-    let mut child = Command::new(DEMO)
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--exporter-addr",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-        ])
-        .args(["--load", "100", "--duration", &LOAD_SECS.to_string()])
-        .arg("--data-dir")
-        .arg(&data.0)
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the demo");
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = KillOnDrop(
+        Command::new(DEMO)
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--exporter-addr",
+                "127.0.0.1:0",
+                "--workers",
+                "2",
+            ])
+            .args(["--load", "100", "--duration", &LOAD_SECS.to_string()])
+            .arg("--data-dir")
+            .arg(&data.0)
+            .env("RUST_LOG", "off")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the demo"),
+    );
+    let mut out = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let _service = out.next().unwrap().unwrap();
     let exporter = out
         .next()
@@ -87,6 +89,14 @@ async fn steady_load_for_two_minutes_gives_no_leak_finding() {
         .find(|s| s.site.starts_with("demo-service/src/workers.rs"))
         .expect("the worker pool's site");
     assert_eq!(workers.live, 4);
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// Kills the demo when the test ends, failed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

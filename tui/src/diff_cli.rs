@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use taskscope::model::BaselineDiff;
 use taskscope_tui::client::{fetch_diff, mark_baseline};
 
-/// Arguments of `taskscope baseline`.
+/// Arguments of `taskscope baseline` and `taskscope top`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct BaselineArgs {
     /// Base URL of the service's exporter (the scheme may be omitted).
@@ -74,6 +74,14 @@ pub fn run_baseline(args: &BaselineArgs) -> anyhow::Result<String> {
         "baseline marked on {url} at {}; `taskscope diff {url}` shows what changed since\n",
         fmt_utc(at)
     ))
+}
+
+/// Runs `taskscope top` (same arguments as `baseline`: a URL); returns the text to print.
+pub fn run_top(args: &BaselineArgs) -> anyhow::Result<String> {
+    let url = taskscope_tui::normalize_url(&args.url)?;
+    let (runtime, client) = client()?;
+    let snap = runtime.block_on(taskscope_tui::client::fetch_snapshot(&client, &url))?;
+    Ok(taskscope_tui::top::render(&snap))
 }
 
 /// `HH:MM:SS UTC` of a Unix time in milliseconds.

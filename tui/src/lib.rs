@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod state;
+pub mod top;
 pub mod view;
 
 use std::future::Future;

@@ -43,6 +43,9 @@ enum Command {
     /// What changed per spawn site since the baseline, or over the last DURATION
     /// (--since 60s): live before and after, spawned and completed in between.
     Diff(diff_cli::DiffArgs),
+    /// What the runtime's workers are doing now: polls in progress (blocked workers
+    /// first, with task, site and duration), busy ratios, blocking pool, scheduling delay.
+    Top(diff_cli::BaselineArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Baseline(args)) => return printed("baseline", diff_cli::run_baseline(args)),
         Some(Command::Diff(args)) => return printed("diff", diff_cli::run_diff(args)),
+        Some(Command::Top(args)) => return printed("top", diff_cli::run_top(args)),
         None => {}
     }
     let config = taskscope_tui::Config {

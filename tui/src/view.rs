@@ -9,7 +9,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
 
-use taskscope::model::{DumpGroup, DumpSource, Frame as StackFrame, Severity, Spread};
+use taskscope::model::{DumpGroup, DumpSource, Frame as StackFrame, RuntimeInfo, Severity, Spread};
 
 use crate::state::{App, ConnectionStatus, Detail, HISTORY_LEN, View};
 
@@ -263,17 +263,14 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
         }
     }
     let runtime = snap.and_then(|s| s.runtime.as_ref());
-    let workers = runtime.map_or_else(dash, |r| r.workers.to_string());
     lines.push(Line::from(vec![
         label("Process: "),
         Span::raw(process),
         Span::raw("   "),
         label("Uptime: "),
         Span::raw(uptime),
-        Span::raw("   "),
-        label("Workers: "),
-        Span::raw(workers),
     ]));
+    lines.push(workers_line(runtime, theme));
 
     let live = snap.map_or_else(dash, |_| app.live_total().to_string());
     let alive = runtime.map_or_else(dash, |r| r.alive_tasks.to_string());
@@ -322,6 +319,66 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
     }
     lines.push(Line::from(leaks));
     lines
+}
+
+/// Workers (and the CPUs they share), blocked workers in red, busy ratios, blocking pool.
+fn workers_line(runtime: Option<&RuntimeInfo>, theme: Theme) -> Line<'static> {
+    let label = |s: &'static str| Span::styled(s, theme.label());
+    let Some(r) = runtime else {
+        return Line::from(vec![label("Workers: "), Span::raw("-")]);
+    };
+    let mut spans = vec![label("Workers: ")];
+    // More workers than CPUs: they take turns (GOMAXPROCS above the container's quota).
+    let oversubscribed = r.cpu_quota > 0.0 && r.workers as f64 > r.cpu_quota + 1e-9;
+    let workers = if r.cpu_quota > 0.0 {
+        format!("{} on {:.1} CPUs", r.workers, r.cpu_quota)
+    } else {
+        r.workers.to_string()
+    };
+    spans.push(if oversubscribed {
+        Span::styled(workers, theme.fg(Color::Yellow))
+    } else {
+        Span::raw(workers)
+    });
+    spans.extend([Span::raw("   "), label("Blocked: ")]);
+    if r.blocked_workers == 0 {
+        spans.push(Span::styled("none", theme.fg(Color::Green)));
+    } else {
+        spans.push(Span::styled(
+            format!(
+                "{} of {} (longest {})",
+                r.blocked_workers,
+                r.workers,
+                fmt_secs(r.longest_poll_seconds)
+            ),
+            theme.fg(Color::Red).add_modifier(Modifier::BOLD),
+        ));
+    }
+    if !r.worker_busy_ratio.is_empty() {
+        spans.extend([Span::raw("   "), label("Busy: ")]);
+        let pct = |x: f64| format!("{:.0}%", x * 100.0);
+        let ratios = &r.worker_busy_ratio;
+        if ratios.len() <= 8 {
+            let all: Vec<String> = ratios.iter().map(|x| pct(*x)).collect();
+            spans.push(Span::raw(all.join(" ")));
+        } else {
+            let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+            let max = ratios.iter().copied().fold(0.0, f64::max);
+            spans.push(Span::raw(format!("avg {} max {}", pct(mean), pct(max))));
+        }
+    }
+    let busy = r.blocking_threads.saturating_sub(r.idle_blocking_threads);
+    let pool = format!(
+        "{busy}/{} busy, {} queued",
+        r.blocking_threads, r.blocking_queue_depth
+    );
+    spans.extend([Span::raw("   "), label("Blocking: ")]);
+    spans.push(if r.blocking_saturated_seconds > 0.0 {
+        Span::styled(pool, theme.fg(Color::Red))
+    } else {
+        Span::raw(pool)
+    });
+    Line::from(spans)
 }
 
 fn render_header(frame: &mut Frame, area: Rect, app: &App) {

@@ -335,3 +335,48 @@ fn findings_are_listed_and_their_sites_marked() {
         "{small:#?}"
     );
 }
+
+#[test]
+fn a_blocked_worker_shows_in_the_workers_line_and_the_findings() {
+    use taskscope::model::{Evidence, Finding, FindingKind, Severity};
+    let t0 = Instant::now();
+    let mut snap = fixture();
+    let rt = snap.runtime.as_mut().unwrap();
+    rt.cpu_quota = 2.0;
+    rt.blocked_workers = 1;
+    rt.longest_poll_seconds = 1.4;
+    rt.worker_busy_ratio = vec![1.0, 0.03, 0.5, 0.0];
+    rt.blocking_threads = 4;
+    rt.idle_blocking_threads = 1;
+    rt.blocking_queue_depth = 0;
+    snap.findings = vec![Finding {
+        kind: FindingKind::BlockedWorker,
+        severity: Severity::Critical,
+        site: "demo-service/src/faults/leak.rs:42:5".into(),
+        count: 1,
+        summary: "task 9 spawned at demo-service/src/faults/leak.rs:42:5 has been in one poll \
+                  for 1.4 s, blocking worker 0"
+            .into(),
+        fragment: "tasks blocking their worker".into(),
+        evidence: Evidence::BlockedWorker {
+            worker: Some(0),
+            task: 9,
+            seconds: 1.4,
+            threshold_seconds: 0.1,
+        },
+    }];
+    let mut app = App::new("http://127.0.0.1:6060", t0).with_no_color(true);
+    app.apply(Ok(snap), t0);
+    let text = screen(&app, 120, 24).join("\n");
+    assert!(
+        text.contains(
+            "Workers: 4 on 2.0 CPUs   Blocked: 1 of 4 (longest 1.4s)   Busy: 100% 3% 50% 0%   \
+             Blocking: 3/4 busy, 0 queued"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Findings: 1 crit"), "{text}");
+    assert!(text.contains("blocking worker 0"), "{text}");
+    // Still fits a small terminal.
+    screen(&app, 80, 24);
+}

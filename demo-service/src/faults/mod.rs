@@ -7,6 +7,7 @@
 //! the service spawning) and returns an [`Active`] that stops it. Clients a fault needs run
 //! on the [`Outside`] runtime, like real clients in another process.
 
+pub mod lost_waker;
 pub mod report_leak;
 pub mod s10_reentrant_lock;
 pub mod s11_block_on_in_runtime;
@@ -117,6 +118,7 @@ impl Faults {
             Box::new(s9_spawn_per_item::SpawnPerItem),
             Box::new(s10_reentrant_lock::ReentrantLock),
             Box::new(s11_block_on_in_runtime::BlockOnInRuntime),
+            Box::new(lost_waker::LostWakerGate),
         ];
         Arc::new(Faults {
             all,

@@ -389,3 +389,20 @@ pub fn metric(text: &str, name: &str, site: &str) -> Option<f64> {
             ref other => panic!("{name} has an unexpected type: {other:?}"),
         })
 }
+
+/// The value of an unlabelled metric (or the first series of `name`) in a Prometheus text
+/// exposition.
+pub fn scalar(text: &str, name: &str) -> Option<f64> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the exporter's text parses");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name} has an unexpected type: {other:?}"),
+        })
+}
