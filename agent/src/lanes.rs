@@ -43,6 +43,12 @@ pub(crate) struct SiteCounters {
     /// Longest wait (coarse ns) that ended in a poll: how long this site's tasks normally
     /// wait. Merged over lanes with `max`, not summed.
     pub(crate) longest_wait: AtomicU64,
+    /// Longest wait (coarse ns) of a task from its spawn to its first poll: scheduling
+    /// delay. Merged with `max`.
+    pub(crate) first_poll_delay: AtomicU64,
+    /// Coarse nanoseconds spent in long polls (at least the first bound), counted exactly:
+    /// a sampled long poll would otherwise stand for `weight` such polls.
+    pub(crate) long_busy: AtomicU64,
     /// Polls that lasted at least each of [`LONG_POLL_BOUNDS_NS`] (coarse clock).
     pub(crate) long_polls: [AtomicU64; LONG_POLL_BOUNDS_NS.len()],
 }
@@ -55,6 +61,7 @@ impl SiteCounters {
         if coarse_ns < LONG_POLL_BOUNDS_NS[0] {
             return;
         }
+        lane.add(&self.long_busy, coarse_ns);
         for (bound, counter) in LONG_POLL_BOUNDS_NS.iter().zip(&self.long_polls) {
             if coarse_ns >= *bound {
                 lane.add(counter, 1);
@@ -71,6 +78,8 @@ pub(crate) struct SiteTotals {
     pub(crate) polls: u64,
     pub(crate) busy: u64,
     pub(crate) longest_wait: u64,
+    pub(crate) first_poll_delay: u64,
+    pub(crate) long_busy: u64,
     /// Polls at least as long as each of [`LONG_POLL_BOUNDS_NS`].
     pub(crate) long_polls: [u64; LONG_POLL_BOUNDS_NS.len()],
 }
@@ -105,7 +114,7 @@ pub(crate) struct PollEnd {
     /// The task's site, if the table knew it when the poll started.
     pub(crate) site: Option<u32>,
     /// Precise ticks of busy time this poll accounts for: its duration times the polls its
-    /// sample stands for, or 0 when it was not sampled.
+    /// sample stands for, or 0 when it was not sampled or is a long poll (counted apart).
     pub(crate) busy: u64,
     /// The poll's duration by the coarse clock (resolution 1–4 ms), for long-poll counts.
     pub(crate) coarse: u64,
@@ -199,18 +208,23 @@ impl Lane {
         if self.shared || self.task.load(Ordering::Relaxed) != task {
             return None;
         }
+        let coarse = clock
+            .now()
+            .saturating_sub(self.started.load(Ordering::Relaxed));
         let sample_start = self.sample_start.load(Ordering::Relaxed);
         let busy = if sample_start == 0 {
             0
         } else {
             let weight = self.weight.load(Ordering::Relaxed);
             self.next_stride();
-            clock.precise().saturating_sub(sample_start) * u64::from(weight)
+            if coarse >= LONG_POLL_BOUNDS_NS[0] {
+                // Long polls are counted exactly, in `long_busy`.
+                0
+            } else {
+                clock.precise().saturating_sub(sample_start) * u64::from(weight)
+            }
         };
         let site = self.site.load(Ordering::Relaxed);
-        let coarse = clock
-            .now()
-            .saturating_sub(self.started.load(Ordering::Relaxed));
         self.task.store(0, Ordering::Release);
         Some(PollEnd {
             site: (site != u32::MAX).then_some(site),
@@ -385,6 +399,10 @@ impl Lanes {
             t.polls += c.polls.load(Ordering::Relaxed);
             t.busy += c.busy.load(Ordering::Relaxed);
             t.longest_wait = t.longest_wait.max(c.longest_wait.load(Ordering::Relaxed));
+            t.first_poll_delay = t
+                .first_poll_delay
+                .max(c.first_poll_delay.load(Ordering::Relaxed));
+            t.long_busy += c.long_busy.load(Ordering::Relaxed);
             for (sum, n) in t.long_polls.iter_mut().zip(&c.long_polls) {
                 *sum += n.load(Ordering::Relaxed);
             }

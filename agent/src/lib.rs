@@ -33,7 +33,9 @@
 //! The hooks are O(1), allocation-free after warm-up and lock-free on the common path: a
 //! spawn finds its site in a lock-free index and claims a slot in a direct-mapped ring; a
 //! poll reads a coarse clock once and updates its task's slot and its own thread's counters
-//! with plain stores; one poll in 8 (on average) is also timed precisely for busy time. Per-site counters live per thread and are summed when read, so workers do
+//! with plain stores; one poll in 8 (on average) is also timed precisely for busy time, and
+//! every poll's end reads the coarse clock once more to count long polls. Per-site counters
+//! live per thread and are summed when read, so workers do
 //! not bounce cache lines. Sorting, labels and runtime metrics happen when someone reads a
 //! snapshot. See `agent/benches/spawn_storm.rs` and the README for the measured cost.
 
@@ -381,12 +383,17 @@ impl Inner {
         // slot (after the poll, a task that woke itself may already run elsewhere).
         let started = self.tasks.poll_started(id, now);
         self.lanes.with(|lane| {
-            if let Some((site, waited)) = started {
+            if let Some((site, waited, first)) = started {
                 let counters = lane.site(site);
                 lane.add(&counters.polls, 1);
                 lane.raise(&counters.longest_wait, waited);
+                if first {
+                    // A new task is runnable from its spawn: its wait for the first poll is
+                    // scheduling delay.
+                    lane.raise(&counters.first_poll_delay, waited);
+                }
             }
-            lane.start_poll(id, started.map(|(site, _)| site), now, &self.clock);
+            lane.start_poll(id, started.map(|(site, ..)| site), now, &self.clock);
         });
     }
 

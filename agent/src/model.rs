@@ -167,8 +167,9 @@ pub struct SiteRow {
     pub completed: u64,
     /// Polls of this site's tasks.
     pub polls: u64,
-    /// Seconds this site's tasks spent being polled, estimated from one poll in 8 (on
-    /// average, random strides) timed precisely and weighted by the polls it stands for.
+    /// Seconds this site's tasks spent being polled: polls of 10 ms or more counted
+    /// exactly (coarse clock), shorter ones estimated from one poll in 8 (on average, random
+    /// strides) timed precisely and weighted by the polls it stands for.
     pub busy_seconds: f64,
     /// Live tasks here not polled for longer than [`SiteRow::idle_threshold_seconds`].
     pub idle_over_threshold: u64,
@@ -188,6 +189,10 @@ pub struct SiteRow {
     /// [`LONG_POLL_BOUNDS_SECONDS`] (by the coarse clock, resolution 1–4 ms): a poll of
     /// 150 ms counts in the first two. Empty from agents that predate it.
     pub long_polls: Vec<u64>,
+    /// The longest any task spawned here waited from its spawn to its first poll, since
+    /// the agent started (coarse clock, 1–4 ms resolution): the site's worst scheduling
+    /// delay. A new task is runnable at once, so this wait is time spent in run queues.
+    pub first_poll_delay_max_seconds: f64,
 }
 
 /// Bounds of [`SiteRow::long_polls`], seconds.

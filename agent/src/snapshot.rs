@@ -147,13 +147,14 @@ fn site_rows(
             spawned: t.spawned,
             completed: t.completed,
             polls: t.polls,
-            busy_seconds: micros(secs.of_ticks(t.busy)),
+            busy_seconds: micros(secs.of_ticks(t.busy) + t.long_busy as f64 * 1e-9),
             idle_over_threshold: idle_over[site],
             idle_threshold_seconds: micros(threshold),
             longest_wait_seconds: micros(longest_wait),
             oldest_idle_seconds: micros(oldest[site]),
             live_trend_per_second: micros(trend.map_or(0.0, |t| t.slope)),
             long_polls: t.long_polls.to_vec(),
+            first_poll_delay_max_seconds: micros(t.first_poll_delay as f64 * 1e-9),
         });
     }
     rows.sort_by(|a, b| b.live.cmp(&a.live).then_with(|| a.site.cmp(&b.site)));

@@ -143,12 +143,13 @@ impl TaskTable {
     }
 
     /// Records the start of a poll; returns the task's site and the wait this poll ends
-    /// (coarse ns since the previous poll started, or since spawn), or `None` for a task
+    /// (coarse ns since the previous poll started, or since spawn) and whether this is its
+    /// first poll, or `None` for a task
     /// the table does not have, or whose poll is a task dump's spurious one. Runs in the
     /// before-poll hook, while the polling worker owns the task: no other thread can poll,
     /// finish or replace it meanwhile.
     #[inline]
-    pub(crate) fn poll_started(&self, id: u64, now: u64) -> Option<(u32, u64)> {
+    pub(crate) fn poll_started(&self, id: u64, now: u64) -> Option<(u32, u64, bool)> {
         let slot = self.slot(id);
         if slot.id.load(Ordering::Acquire) == id {
             let site = slot.site.load(Ordering::Relaxed);
@@ -164,22 +165,23 @@ impl TaskTable {
                 .load(Ordering::Relaxed)
                 .max(slot.spawned.load(Ordering::Relaxed));
             slot.last_poll.store(now, Ordering::Relaxed);
-            return Some((site, now.saturating_sub(since)));
+            return Some((site, now.saturating_sub(since), polls == 0));
         }
         self.poll_started_overflow(id, now)
     }
 
     #[cold]
-    fn poll_started_overflow(&self, id: u64, now: u64) -> Option<(u32, u64)> {
+    fn poll_started_overflow(&self, id: u64, now: u64) -> Option<(u32, u64, bool)> {
         let mut shard = self.shard(id);
         let task = shard.get_mut(&id)?;
         if std::mem::take(&mut task.skip_next_poll) {
             return None;
         }
+        let first = task.polls == 0;
         task.polls = task.polls.saturating_add(1);
         let since = task.last_poll.max(task.spawned);
         task.last_poll = now;
-        Some((task.site, now.saturating_sub(since)))
+        Some((task.site, now.saturating_sub(since), first))
     }
 
     #[cfg_attr(not(all(feature = "taskdump", target_os = "linux")), allow(dead_code))]
@@ -351,10 +353,10 @@ mod tests {
         t.insert(7, 3, 10);
         // 7 + 64 maps to the same ring slot: it goes to the overflow map.
         t.insert(71, 4, 11);
-        assert_eq!(t.poll_started(7, 50), Some((3, 40)));
-        assert_eq!(t.poll_started(71, 60), Some((4, 49)));
+        assert_eq!(t.poll_started(7, 50), Some((3, 40, true)));
+        assert_eq!(t.poll_started(71, 60), Some((4, 49, true)));
         // The wait ended by a poll runs from the previous poll's start.
-        assert_eq!(t.poll_started(7, 90), Some((3, 40)));
+        assert_eq!(t.poll_started(7, 90), Some((3, 40, false)));
         assert_eq!(t.poll_started(8, 50), None);
         let mut all = t.collect();
         all.sort_by_key(|(id, _)| *id);

@@ -49,6 +49,12 @@ fn long_polls_are_counted_per_site_by_duration() {
         .expect("the task's row");
     assert_eq!(row.polls, 2);
     assert_eq!(row.long_polls, [1, 1, 0, 0]);
+    // The long poll counts exactly in busy time, whether or not it was sampled.
+    assert!(
+        (0.14..0.2).contains(&row.busy_seconds),
+        "{}",
+        row.busy_seconds
+    );
 }
 
 #[test]
@@ -131,8 +137,31 @@ fn one_worker_stuck_on_a_one_worker_runtime_blocks_them_all() {
         (d.last_seconds >= 0.2).then_some(d)
     });
     assert!(delay.last_seconds >= 0.2, "{delay:?}");
+    // A task spawned now waits for its first poll until the worker is free: its site's
+    // worst scheduling delay says so.
+    let late = rt.spawn(async {});
+    let late_id: u64 = late.id().to_string().parse().unwrap();
+    let late_site = agent
+        .snapshot_with(&taskscope::SnapshotOptions { max_tasks: 100 })
+        .tasks
+        .into_iter()
+        .find(|t| t.id == late_id)
+        .expect("the late task is live")
+        .site;
+    std::thread::sleep(Duration::from_millis(300));
     go_tx.send(()).unwrap();
     rt.block_on(stuck).unwrap();
+    rt.block_on(late).unwrap();
+    let snap = agent.snapshot();
+    let row = snap.sites.iter().find(|s| s.site == late_site).unwrap();
+    assert!(row.first_poll_delay_max_seconds >= 0.25, "{row:?}");
+    let quick = snap
+        .sites
+        .iter()
+        .filter(|s| s.site != late_site)
+        .map(|s| s.first_poll_delay_max_seconds)
+        .fold(0.0, f64::max);
+    assert!(quick < 0.25, "{:?}", snap.sites);
 }
 
 #[test]

@@ -46,6 +46,7 @@ struct Families {
     cpu_quota: Gauge,
     blocking_saturated: Gauge,
     scheduling_delay_max: Gauge,
+    first_poll_delay: GaugeVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -254,10 +255,18 @@ impl Families {
                 "Largest scheduling delay of the agent's probe task over its last sampling interval, or the wait of a probe not yet polled.",
             ))
             .expect("valid metric"),
+            first_poll_delay: GaugeVec::new(
+                opts(
+                    "taskscope_task_first_poll_delay_max_seconds",
+                    "Longest wait of a task spawned at this site from its spawn to its first poll (scheduling delay), since the agent started.",
+                ),
+                site,
+            )
+            .expect("valid metric"),
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 32] {
+    fn collectors(&self) -> [&dyn Collector; 33] {
         [
             &self.tasks_live,
             &self.tasks_spawned,
@@ -291,6 +300,7 @@ impl Families {
             &self.cpu_quota,
             &self.blocking_saturated,
             &self.scheduling_delay_max,
+            &self.first_poll_delay,
         ]
     }
 
@@ -320,6 +330,9 @@ impl Families {
             self.live_trend
                 .with_label_values(l)
                 .set(row.live_trend_per_second);
+            self.first_poll_delay
+                .with_label_values(l)
+                .set(row.first_poll_delay_max_seconds);
             let lost: u64 = snap
                 .findings
                 .iter()
