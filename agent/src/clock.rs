@@ -89,7 +89,7 @@ impl Seconds {
 }
 
 #[inline]
-fn coarse_ns() -> u64 {
+pub(crate) fn coarse_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

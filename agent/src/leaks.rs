@@ -166,6 +166,7 @@ pub(crate) fn start_sampler(inner: &Arc<Inner>) {
                     Some(inner) => {
                         sample(&inner);
                         crate::starvation::sample(&inner);
+                        crate::sync::state::registry().sample();
                     }
                     None => return,
                 }

@@ -56,9 +56,11 @@ mod frames;
 mod lanes;
 pub mod leakcheck;
 pub mod leaks;
+mod locks;
 mod snapshot;
 mod spawn;
 pub mod starvation;
+pub mod sync;
 mod tasks;
 #[cfg(feature = "lost-waker")]
 pub mod waker;

@@ -51,6 +51,157 @@ pub struct Snapshot {
     pub baseline: Option<BaselineDiff>,
     /// Every poll in progress now, longest first.
     pub polls_in_progress: Vec<PollInProgress>,
+    /// Instrumented locks (`taskscope::sync`), one row per lock identity (creation site and
+    /// name), most waited-on first.
+    pub locks: Vec<LockRow>,
+}
+
+/// What kind of instrumented lock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockKind {
+    /// `taskscope::sync::Mutex` (tokio's async mutex).
+    Mutex,
+    /// `taskscope::sync::RwLock` (tokio's fair async read-write lock).
+    RwLock,
+    /// `taskscope::sync::Semaphore`.
+    Semaphore,
+    /// `taskscope::sync::blocking::Mutex` (a `std` mutex: blocks the thread while it waits).
+    BlockingMutex,
+    /// A kind this reader does not know.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+/// How a lock is held or asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockMode {
+    /// A mutex's only mode.
+    Exclusive,
+    /// An RwLock's read mode.
+    Read,
+    /// An RwLock's write mode.
+    Write,
+    /// Semaphore permits.
+    Permits,
+    /// A mode this reader does not know.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl LockMode {
+    /// Lower-case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Exclusive => "exclusive",
+            LockMode::Read => "read",
+            LockMode::Write => "write",
+            LockMode::Permits => "permits",
+            LockMode::Unknown => "unknown",
+        }
+    }
+}
+
+/// One lock identity: every lock created at one place with one name, its counters since the
+/// agent started and who holds and waits for it now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LockRow {
+    /// The label used in metrics and findings: `name (path:line:col)` when named, else the
+    /// creation site; [`OVERFLOW_LOCK`] for locks beyond the cap.
+    pub lock: String,
+    /// What kind of lock.
+    pub kind: LockKind,
+    /// Where it was created, `path:line:col`.
+    pub created_at: String,
+    /// The name given at creation, if any.
+    pub name: Option<String>,
+    /// Locks of this identity alive now.
+    pub instances: u64,
+    /// Acquisitions (guards or permits handed out).
+    pub acquisitions: u64,
+    /// Acquisitions that had to wait.
+    pub contended: u64,
+    /// Waits of contended acquisitions, seconds.
+    pub wait_seconds: DelayHistogram,
+    /// How long guards were held, seconds (coarse clock: 1–4 ms resolution).
+    pub hold_seconds: DelayHistogram,
+    /// Waiting time over the last 10 s, seconds of waiting per second (0.5 = on average
+    /// half a task waiting at any moment).
+    pub wait_share: f64,
+    /// Waiting charged to the acquire site of the guard whose release handed the lock to
+    /// the waiter (Go's mutex profile charges the unlocker), most first; at most 16 sites,
+    /// the rest under "(other)".
+    pub delay_by_holder_site: Vec<HolderDelay>,
+    /// Current holders (at most 100; see `more_holders`).
+    pub holders: Vec<LockHolder>,
+    /// Current waiters, longest first (at most 100; see `more_waiters`).
+    pub waiters: Vec<LockWaiter>,
+    /// Holders not listed.
+    pub more_holders: u64,
+    /// Waiters not listed.
+    pub more_waiters: u64,
+}
+
+/// The label of the lock row that counts locks beyond the cap on lock identities.
+pub const OVERFLOW_LOCK: &str = "(overflow)";
+
+/// Delay charged to one holder acquire site of a lock.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HolderDelay {
+    /// Acquire site of the holder, `path:line:col` ("(other)" beyond the per-lock cap).
+    pub site: String,
+    /// Seconds other tasks waited while a guard from this site was held.
+    pub seconds: f64,
+    /// Contended acquisitions that waited for it.
+    pub contentions: u64,
+}
+
+/// Someone holding a lock now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LockHolder {
+    /// Which lock of the identity (an id unique in the process).
+    pub instance: u64,
+    /// The holding task (`None` when taken outside any task, e.g. in `block_on`).
+    pub task: Option<u64>,
+    /// That task's spawn site, when the agent knows it.
+    pub task_site: Option<String>,
+    /// Where the guard was taken, `path:line:col`.
+    pub site: String,
+    /// How it is held.
+    pub mode: LockMode,
+    /// Permits held (semaphores), else 1.
+    pub permits: u32,
+    /// Seconds since it was taken.
+    pub held_seconds: f64,
+    /// Seconds since the holding task was last polled, when it is idle: a guard held
+    /// across an `.await`.
+    pub task_idle_seconds: Option<f64>,
+}
+
+/// Someone waiting for a lock now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LockWaiter {
+    /// Which lock of the identity.
+    pub instance: u64,
+    /// The waiting task (`None` outside any task).
+    pub task: Option<u64>,
+    /// That task's spawn site, when known.
+    pub task_site: Option<String>,
+    /// Where it asked, `path:line:col`.
+    pub site: String,
+    /// What it asked for.
+    pub mode: LockMode,
+    /// Permits asked for (semaphores), else 1.
+    pub permits: u32,
+    /// Seconds it has waited.
+    pub waiting_seconds: f64,
 }
 
 /// The process hosting the agent.
@@ -118,6 +269,26 @@ pub struct DelayHistogram {
     pub sum: f64,
     /// The largest observation in the last sampling interval, seconds.
     pub last_seconds: f64,
+}
+
+/// One task of a deadlock cycle: what it holds and what it waits for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeadlockStep {
+    /// The task.
+    pub task: Option<u64>,
+    /// Its spawn site, when known.
+    pub task_site: Option<String>,
+    /// The lock it waits for.
+    pub waits_for: String,
+    /// Where it asks for it, and how.
+    pub wait_site: String,
+    /// Mode asked for.
+    pub wait_mode: LockMode,
+    /// Seconds it has waited.
+    pub waiting_seconds: f64,
+    /// Acquire sites of the guards it holds on locks of the cycle (with their locks).
+    pub holds: Vec<String>,
 }
 
 /// A poll in progress: which task a worker is polling, and for how long so far.
@@ -407,6 +578,13 @@ pub enum FindingKind {
     AllWorkersBlocked,
     /// The blocking pool has no free thread and jobs wait, without draining.
     BlockingPoolSaturated,
+    /// Tasks waiting for each other's locks in a cycle: none can ever proceed.
+    Deadlock,
+    /// Guards held by tasks that are idle (awaiting something else) for longer than a
+    /// threshold.
+    GuardAcrossAwait,
+    /// A lock tasks spend much of their time waiting for.
+    HotLock,
     /// A kind this reader does not know (sent by a newer agent).
     #[default]
     #[serde(other)]
@@ -423,6 +601,9 @@ impl FindingKind {
             FindingKind::BlockedWorker => "blocked_worker",
             FindingKind::AllWorkersBlocked => "all_workers_blocked",
             FindingKind::BlockingPoolSaturated => "blocking_pool_saturated",
+            FindingKind::Deadlock => "deadlock",
+            FindingKind::GuardAcrossAwait => "guard_across_await",
+            FindingKind::HotLock => "hot_lock",
             FindingKind::Unknown => "unknown",
         }
     }
@@ -508,6 +689,35 @@ pub enum Evidence {
         workers: u64,
         /// The shortest of their polls in progress, seconds: how long nothing else ran.
         seconds: f64,
+    },
+    /// Behind [`FindingKind::Deadlock`]: the cycle, one step per task.
+    Deadlock {
+        /// Each task waits for the next one's lock (the last waits for the first's).
+        cycle: Vec<DeadlockStep>,
+        /// Other tasks waiting for locks held in the cycle.
+        blocked_behind: u64,
+    },
+    /// Behind [`FindingKind::GuardAcrossAwait`].
+    GuardAcrossAwait {
+        /// The lock.
+        lock: String,
+        /// Guards from this site held by idle tasks now.
+        guards: u64,
+        /// The longest such task's idle time, seconds.
+        oldest_idle_seconds: f64,
+        /// The threshold, seconds.
+        threshold_seconds: f64,
+    },
+    /// Behind [`FindingKind::HotLock`].
+    HotLock {
+        /// The lock.
+        lock: String,
+        /// Seconds of waiting per second over the last 10 s.
+        wait_share: f64,
+        /// Contended acquisitions since the agent started.
+        contended: u64,
+        /// The holder acquire sites charged with most of the delay.
+        top_holder_sites: Vec<HolderDelay>,
     },
     /// Behind [`FindingKind::BlockingPoolSaturated`].
     BlockingPoolSaturated {

@@ -35,6 +35,8 @@ pub(crate) fn take(
     let (sites, mut findings) = site_rows(inner, &all, &running, &secs);
     let starvation = starvation::read(inner, runtime, &secs);
     findings.extend(starvation.findings.iter().cloned());
+    let (locks, lock_findings) = crate::locks::read(inner, &running, &secs);
+    findings.extend(lock_findings);
     leaks::sort_findings(&mut findings);
     let tasks = task_rows(inner, all, &running, options.max_tasks, &secs);
     let uptime = secs.since(0);
@@ -57,6 +59,7 @@ pub(crate) fn take(
         findings,
         baseline: leaks::baseline_diff(inner, &secs),
         polls_in_progress: starvation.polls,
+        locks,
     }
 }
 

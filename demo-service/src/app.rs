@@ -24,7 +24,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
-use tokio::sync::{Mutex, RwLock, Semaphore, watch};
+use taskscope::sync::{Mutex, RwLock, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::db;
@@ -79,8 +80,8 @@ impl AppState {
                     .build()
                     .expect("a plain HTTP client builds"),
                 upstream,
-                cache: RwLock::new(HashMap::new()),
-                hits: Mutex::new(0),
+                cache: RwLock::named(HashMap::new(), "user cache"),
+                hits: Mutex::named(0, "hit counter"),
                 next_job: AtomicI64::new(1),
                 shutdown,
             }),
@@ -302,7 +303,7 @@ async fn batch(
         ));
     }
     batch.orders.iter().try_for_each(check_order)?;
-    let sem = Arc::new(Semaphore::new(BATCH_CONCURRENCY));
+    let sem = Arc::new(Semaphore::named(BATCH_CONCURRENCY, "batch import"));
     let mut set = JoinSet::new();
     for o in batch.orders {
         let (sem, db) = (Arc::clone(&sem), state.inner.db.clone());

@@ -4,6 +4,9 @@
 use std::sync::Arc;
 
 use sqlx::SqlitePool;
+// The shared receiver stays on tokio's Mutex: an idle worker holds it across `recv()`
+// by design (the others queue for it), which taskscope::sync would rightly flag as a
+// guard held across an await.
 use tokio::sync::{Mutex, mpsc};
 
 use crate::db;

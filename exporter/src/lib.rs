@@ -24,6 +24,7 @@
 //! ```
 
 mod dump_text;
+mod locks_text;
 mod metrics;
 pub mod pprof;
 mod routes;

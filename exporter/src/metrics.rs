@@ -10,7 +10,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use taskscope::Agent;
-use taskscope::model::{FindingKind, LONG_POLL_BOUNDS_SECONDS, Snapshot};
+use taskscope::model::{FindingKind, LONG_POLL_BOUNDS_SECONDS, LockKind, LockRow, Snapshot};
 
 /// Every metric the exporter serves. The README's metrics table documents the same set.
 struct Families {
@@ -47,6 +47,12 @@ struct Families {
     blocking_saturated: Gauge,
     scheduling_delay_max: Gauge,
     first_poll_delay: GaugeVec,
+    lock_acquisitions: IntCounterVec,
+    lock_contended: IntCounterVec,
+    lock_holders: IntGaugeVec,
+    lock_waiters: IntGaugeVec,
+    lock_wait_share: GaugeVec,
+    lock_delay: CounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -263,10 +269,40 @@ impl Families {
                 site,
             )
             .expect("valid metric"),
+            lock_acquisitions: IntCounterVec::new(
+                opts("taskscope_lock_acquisitions_total", "Acquisitions of locks of this identity (taskscope::sync)."),
+                &["lock", "kind"],
+            )
+            .expect("valid metric"),
+            lock_contended: IntCounterVec::new(
+                opts("taskscope_lock_contended_total", "Acquisitions of locks of this identity that had to wait."),
+                &["lock"],
+            )
+            .expect("valid metric"),
+            lock_holders: IntGaugeVec::new(
+                opts("taskscope_lock_holders", "Guards (or permit holders) of locks of this identity now."),
+                &["lock"],
+            )
+            .expect("valid metric"),
+            lock_waiters: IntGaugeVec::new(
+                opts("taskscope_lock_waiters", "Tasks waiting for locks of this identity now."),
+                &["lock"],
+            )
+            .expect("valid metric"),
+            lock_wait_share: GaugeVec::new(
+                opts("taskscope_lock_wait_share_ratio", "Seconds spent waiting for locks of this identity per second, over the last 10 s."),
+                &["lock"],
+            )
+            .expect("valid metric"),
+            lock_delay: CounterVec::new(
+                opts("taskscope_lock_delay_seconds_total", "Waiting time charged to the acquire site that held the lock meanwhile (Go's mutex profile)."),
+                &["lock", "holder_site"],
+            )
+            .expect("valid metric"),
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 33] {
+    fn collectors(&self) -> [&dyn Collector; 39] {
         [
             &self.tasks_live,
             &self.tasks_spawned,
@@ -301,6 +337,12 @@ impl Families {
             &self.blocking_saturated,
             &self.scheduling_delay_max,
             &self.first_poll_delay,
+            &self.lock_acquisitions,
+            &self.lock_contended,
+            &self.lock_holders,
+            &self.lock_waiters,
+            &self.lock_wait_share,
+            &self.lock_delay,
         ]
     }
 
@@ -384,6 +426,36 @@ impl Families {
                     .inc_by(*n);
             }
         }
+        for l in &snap.locks {
+            let lock = &[l.lock.as_str()];
+            let kind = match l.kind {
+                LockKind::Mutex => "mutex",
+                LockKind::RwLock => "rwlock",
+                LockKind::Semaphore => "semaphore",
+                LockKind::BlockingMutex => "blocking_mutex",
+                LockKind::Unknown => "unknown",
+            };
+            self.lock_acquisitions
+                .with_label_values(&[l.lock.as_str(), kind])
+                .inc_by(l.acquisitions);
+            self.lock_contended
+                .with_label_values(lock)
+                .inc_by(l.contended);
+            self.lock_holders
+                .with_label_values(lock)
+                .set(clamp_i64(l.holders.len() as u64 + l.more_holders));
+            self.lock_waiters
+                .with_label_values(lock)
+                .set(clamp_i64(l.waiters.len() as u64 + l.more_waiters));
+            self.lock_wait_share
+                .with_label_values(lock)
+                .set(l.wait_share);
+            for d in &l.delay_by_holder_site {
+                self.lock_delay
+                    .with_label_values(&[l.lock.as_str(), d.site.as_str()])
+                    .inc_by(d.seconds.max(0.0));
+            }
+        }
         self.sites_tracked.set(clamp_i64(snap.agent.sites_tracked));
         self.sites_capacity.set(clamp_i64(snap.agent.site_capacity));
         self.overflow_spawned.inc_by(snap.agent.overflow_spawned);
@@ -402,6 +474,14 @@ fn clamp_i64(v: u64) -> i64 {
 const POLL_DURATION: (&str, &str) = (
     "taskscope_task_poll_duration_seconds",
     "Polls of tasks spawned at this site by duration (coarse clock, resolution 1-4 ms); the sum is the site's busy time, estimated from sampled polls.",
+);
+const LOCK_WAIT: (&str, &str) = (
+    "taskscope_lock_wait_seconds",
+    "Waits of contended acquisitions of locks of this identity.",
+);
+const LOCK_HOLD: (&str, &str) = (
+    "taskscope_lock_hold_seconds",
+    "How long guards of locks of this identity were held (coarse clock, 1-4 ms resolution).",
 );
 const SCHEDULING_DELAY: (&str, &str) = (
     "taskscope_runtime_scheduling_delay_seconds",
@@ -482,6 +562,32 @@ fn histograms(snap: &Snapshot) -> Vec<MetricFamily> {
     if !polls.is_empty() {
         out.push(family(POLL_DURATION, polls));
     }
+    for (name_help, pick) in [
+        (
+            LOCK_WAIT,
+            (|l: &LockRow| &l.wait_seconds) as fn(&LockRow) -> &taskscope::model::DelayHistogram,
+        ),
+        (LOCK_HOLD, |l: &LockRow| &l.hold_seconds),
+    ] {
+        let metrics: Vec<Metric> = snap
+            .locks
+            .iter()
+            .filter(|l| pick(l).bounds.len() == pick(l).counts.len())
+            .map(|l| {
+                let h = pick(l);
+                histogram(
+                    &[("lock", l.lock.as_str())],
+                    &h.bounds,
+                    &h.counts,
+                    h.count,
+                    h.sum,
+                )
+            })
+            .collect();
+        if !metrics.is_empty() {
+            out.push(family(name_help, metrics));
+        }
+    }
     if let Some(rt) = &snap.runtime {
         let d = &rt.scheduling_delay;
         if d.bounds.len() == d.counts.len() {
@@ -515,7 +621,12 @@ impl AgentCollector {
         AgentCollector {
             agent,
             template: Families::new(),
-            histogram_descs: vec![desc(POLL_DURATION, &["site"]), desc(SCHEDULING_DELAY, &[])],
+            histogram_descs: vec![
+                desc(POLL_DURATION, &["site"]),
+                desc(SCHEDULING_DELAY, &[]),
+                desc(LOCK_WAIT, &["lock"]),
+                desc(LOCK_HOLD, &["lock"]),
+            ],
         }
     }
 }

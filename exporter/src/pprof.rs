@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 
-use taskscope::model::{Dump, DumpSource};
+use taskscope::model::{Dump, DumpSource, LockRow};
 
 /// `perftools.profiles.Profile`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -341,11 +341,95 @@ pub fn profile(dump: &Dump) -> Profile {
 
 /// The dump as a gzipped `profile.proto`, as `/debug/pprof/tasks` serves it.
 pub fn encode_gzip(dump: &Dump) -> std::io::Result<Vec<u8>> {
+    gzip(&profile(dump))
+}
+
+fn gzip(profile: &Profile) -> std::io::Result<Vec<u8>> {
     use prost::Message as _;
-    let raw = profile(dump).encode_to_vec();
+    let raw = profile.encode_to_vec();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&raw)?;
     gz.finish()
+}
+
+/// Name of the root frame standing for a lock.
+pub fn lock_function_name(lock: &str) -> String {
+    format!("lock {lock}")
+}
+
+/// Name of the frame standing for the acquire site that held a lock while others waited.
+pub fn holder_function_name(site: &str) -> String {
+    format!("held at {site}")
+}
+
+/// The locks' contention as a pprof profile, like Go's `/debug/pprof/mutex`: two values
+/// per sample, `contentions/count` and `delay/nanoseconds`, one sample per (lock, holder
+/// acquire site) with the holder's site as the leaf and the lock as the root. Cumulative
+/// since the agent started; `-base` an earlier profile for an interval.
+pub fn mutex_profile(locks: &[LockRow], taken_at_unix_ms: u64) -> Profile {
+    let mut b = Builder::new();
+    let contentions = b.string("contentions");
+    let count = b.string("count");
+    let delay = b.string("delay");
+    let nanoseconds = b.string("nanoseconds");
+    b.profile.sample_type = vec![
+        ValueType {
+            r#type: contentions,
+            unit: count,
+        },
+        ValueType {
+            r#type: delay,
+            unit: nanoseconds,
+        },
+    ];
+    b.profile.default_sample_type = delay;
+    b.profile.period_type = Some(ValueType {
+        r#type: contentions,
+        unit: count,
+    });
+    b.profile.period = 1;
+    b.profile.time_nanos = (taken_at_unix_ms as i64).saturating_mul(1_000_000);
+    let binary = b.string("taskscope");
+    b.profile.mapping = vec![Mapping {
+        id: 1,
+        filename: binary,
+        has_functions: true,
+        has_filenames: true,
+        has_line_numbers: true,
+        ..Default::default()
+    }];
+    let comment = b.string(
+        "taskscope lock contention: waits of taskscope::sync locks charged to the acquire          site that held the lock meanwhile, since the agent started",
+    );
+    b.profile.comment = vec![comment];
+    let lock_key = b.string("lock");
+    for lock in locks {
+        let (path, line, col) = split_site(&lock.created_at);
+        let root = b.location(&lock_function_name(&lock.lock), path, line, col);
+        let lock_label = b.string(&lock.lock);
+        for d in &lock.delay_by_holder_site {
+            let (hpath, hline, hcol) = split_site(&d.site);
+            let leaf = b.location(&holder_function_name(&d.site), hpath, hline, hcol);
+            b.profile.sample.push(Sample {
+                location_id: vec![leaf, root],
+                value: vec![
+                    i64::try_from(d.contentions).unwrap_or(i64::MAX),
+                    (d.seconds * 1e9) as i64,
+                ],
+                label: vec![Label {
+                    key: lock_key,
+                    str: lock_label,
+                    ..Default::default()
+                }],
+            });
+        }
+    }
+    b.profile
+}
+
+/// [`mutex_profile`] gzipped, as `/debug/pprof/mutex` serves it.
+pub fn encode_mutex_gzip(locks: &[LockRow], taken_at_unix_ms: u64) -> std::io::Result<Vec<u8>> {
+    gzip(&mutex_profile(locks, taken_at_unix_ms))
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub(crate) fn router(agent: Agent) -> Router {
         .route("/debug/taskscope/snapshot", get(snapshot))
         .route("/debug/taskscope/dump", get(dump))
         .route("/debug/pprof/tasks", get(pprof_tasks))
+        .route("/debug/pprof/mutex", get(pprof_mutex))
+        .route("/debug/taskscope/locks", get(locks))
         .route("/debug/taskscope/baseline", post(mark_baseline))
         .route("/debug/taskscope/diff", get(diff))
         .fallback(not_found)
@@ -46,6 +48,9 @@ GET /debug/taskscope/dump[?debug=1|2][&format=json][&timeout=SECS][&trace=0][&si
                                           task dump grouped by spawn site and await point\n\
 GET /debug/pprof/tasks[?timeout=SECS][&trace=0][&site=SITE]\n\
                                           the dump as a gzipped pprof profile (go tool pprof)\n\
+GET /debug/taskscope/locks[?format=json]   instrumented locks: contention, holders, waiters,\n\
+                                          deadlocks and other lock findings\n\
+GET /debug/pprof/mutex                    lock contention as a gzipped pprof profile\n\
 POST /debug/taskscope/baseline            mark a baseline: snapshots then carry what changed\n\
 GET /debug/taskscope/diff[?since=DURATION] per-site change since the baseline, or over the\n\
                                           last DURATION (60s, 5m) of the agent's history\n";
@@ -345,6 +350,76 @@ fn json<T: serde::Serialize>(value: &T) -> Response {
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot encode JSON: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /debug/taskscope/locks[?format=json|text]`: the locks and the lock findings.
+async fn locks(
+    State(state): State<Arc<AppState>>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    const USAGE: &str = "the locks take one parameter: format=text|json";
+    let mut format_json = None;
+    for (key, value) in &pairs {
+        if key != "format" {
+            return bad_request(format!("unknown parameter {key:?}; {USAGE}"));
+        }
+        if format_json.is_some() {
+            return bad_request(format!("parameter format given twice; {USAGE}"));
+        }
+        format_json = Some(match value.as_str() {
+            "json" => true,
+            "text" => false,
+            _ => return bad_request(format!("parameter format={value:?} is not valid; {USAGE}")),
+        });
+    }
+    let snap = state.agent.snapshot();
+    let findings: Vec<&taskscope::model::Finding> = snap
+        .findings
+        .iter()
+        .filter(|f| crate::locks_text::is_lock_finding(f.kind))
+        .collect();
+    if format_json.unwrap_or(false) {
+        return json(&serde_json::json!({
+            "locks": snap.locks,
+            "findings": findings,
+        }));
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        crate::locks_text::render(&snap.locks, &findings),
+    )
+        .into_response()
+}
+
+/// `GET /debug/pprof/mutex`: lock contention as a gzipped pprof profile.
+async fn pprof_mutex(
+    State(state): State<Arc<AppState>>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    if let Some((key, _)) = pairs.first() {
+        return bad_request(format!(
+            "unknown parameter {key:?}; /debug/pprof/mutex takes no parameters"
+        ));
+    }
+    let snap = state.agent.snapshot();
+    match crate::pprof::encode_mutex_gzip(&snap.locks, snap.taken_at_unix_ms) {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"mutex.pb.gz\"",
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the profile: {e}\n"),
         )
             .into_response(),
     }

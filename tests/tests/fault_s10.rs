@@ -5,8 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Demo, site_of};
-use taskscope::model::{Snapshot, TaskRow, TaskState};
+use common::{Demo, acquire_site, site_of};
+use taskscope::model::{Evidence, FindingKind, LockMode, Severity, Snapshot, TaskRow, TaskState};
 
 const FILE: &str = "demo-service/src/faults/s10_reentrant_lock.rs";
 const WAITERS: usize = 5;
@@ -76,6 +76,58 @@ async fn reentrant_lock_hangs_the_holder_and_queues_every_later_user() {
     let status = fault_status(&demo, "S10").await;
     assert_eq!(status["transfers"], 0, "{status}");
     assert_eq!(status["waiter_uses"], 0, "{status}");
+
+    // The lock view and the deadlock: one task waits for the ledger it holds, naming the
+    // lock and both of its acquire sites; the later users queue behind it.
+    let first = acquire_site(FILE, "// lock acquire: S10 first lock");
+    let again = acquire_site(FILE, "// lock acquire: S10 re-entrant lock");
+    let later = acquire_site(FILE, "// lock acquire: S10 later user");
+    let row = demo
+        .wait_lock("ledger", |r| r.waiters.len() == WAITERS + 1)
+        .await;
+    assert_eq!(row.holders.len(), 1, "{row:#?}");
+    assert_eq!(row.holders[0].site, first);
+    assert_eq!(row.holders[0].task_site.as_deref(), Some(holder.as_str()));
+    assert_eq!(
+        row.waiters.iter().filter(|w| w.site == later).count(),
+        WAITERS,
+        "{row:#?}"
+    );
+    assert_eq!(row.waiters.iter().filter(|w| w.site == again).count(), 1);
+    let f = demo
+        .wait_finding(FindingKind::Deadlock, &row.lock, |_| true)
+        .await;
+    assert_eq!((f.severity, f.count), (Severity::Critical, 1));
+    let Evidence::Deadlock {
+        cycle,
+        blocked_behind,
+    } = &f.evidence
+    else {
+        panic!("{f:#?}");
+    };
+    assert_eq!(*blocked_behind, WAITERS as u64);
+    assert_eq!(cycle.len(), 1);
+    assert_eq!(cycle[0].task_site.as_deref(), Some(holder.as_str()));
+    assert_eq!(cycle[0].task, row.holders[0].task);
+    assert_eq!(
+        (cycle[0].wait_site.as_str(), cycle[0].wait_mode),
+        (again.as_str(), LockMode::Exclusive)
+    );
+    assert_eq!(
+        cycle[0].holds,
+        [format!("exclusive of {} at {first}", row.lock)]
+    );
+    assert!(
+        f.summary.contains("which it already holds"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        f.summary
+            .contains(&format!("{WAITERS} more tasks wait behind it")),
+        "{}",
+        f.summary
+    );
 
     demo.fault_off("S10").await;
     demo.wait_live(&holder, 0).await;

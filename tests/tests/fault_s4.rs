@@ -5,8 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Demo, site_of};
-use taskscope::model::{Snapshot, TaskRow, TaskState};
+use common::{Demo, acquire_site, site_of};
+use taskscope::model::{Evidence, FindingKind, LockMode, Severity, Snapshot, TaskRow, TaskState};
 
 const FILE: &str = "demo-service/src/faults/s4_recursive_read.rs";
 
@@ -71,9 +71,87 @@ async fn recursive_read_hangs_the_reader_and_the_writer() {
     demo.wait_live(&reader, 1).await;
     demo.wait_live(&writer, 1).await;
 
+    // The lock view: the reader holds a read guard and waits for another, the writer waits
+    // for write; the wait-for cycle is a deadlock naming both tasks and the three sites.
+    let outer = acquire_site(FILE, "// lock acquire: S4 outer read");
+    let nested = acquire_site(FILE, "// lock acquire: S4 nested read");
+    let write = acquire_site(FILE, "// lock acquire: S4 write");
+    let row = demo
+        .wait_lock("routing table", |r| r.waiters.len() == 2)
+        .await;
+    assert_eq!(row.holders.len(), 1, "{row:#?}");
+    assert_eq!(row.holders[0].site, outer);
+    assert_eq!(row.holders[0].mode, LockMode::Read);
+    assert_eq!(row.holders[0].task_site.as_deref(), Some(reader.as_str()));
+    let mut waits: Vec<(String, LockMode, Option<String>)> = row
+        .waiters
+        .iter()
+        .map(|w| (w.site.clone(), w.mode, w.task_site.clone()))
+        .collect();
+    waits.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut want = vec![
+        (nested.clone(), LockMode::Read, Some(reader.clone())),
+        (write.clone(), LockMode::Write, Some(writer.clone())),
+    ];
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(waits, want);
+
+    let f = demo
+        .wait_finding(FindingKind::Deadlock, &row.lock, |_| true)
+        .await;
+    assert_eq!((f.severity, f.count), (Severity::Critical, 2));
+    let Evidence::Deadlock {
+        cycle,
+        blocked_behind,
+    } = &f.evidence
+    else {
+        panic!("{f:#?}");
+    };
+    assert_eq!(*blocked_behind, 0);
+    let mut steps: Vec<(Option<String>, String, LockMode, usize)> = cycle
+        .iter()
+        .map(|s| {
+            (
+                s.task_site.clone(),
+                s.wait_site.clone(),
+                s.wait_mode,
+                s.holds.len(),
+            )
+        })
+        .collect();
+    steps.sort_by(|a, b| a.1.cmp(&b.1));
+    let mut want = vec![
+        (Some(reader.clone()), nested.clone(), LockMode::Read, 1),
+        (Some(writer.clone()), write.clone(), LockMode::Write, 0),
+    ];
+    want.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(steps, want, "{f:#?}");
+    let reader_step = cycle
+        .iter()
+        .find(|s| s.task_site.as_deref() == Some(reader.as_str()))
+        .unwrap();
+    assert!(
+        reader_step.holds[0].ends_with(&format!("at {outer}")),
+        "{f:#?}"
+    );
+    for site in [&outer, &nested, &write, &reader, &writer] {
+        assert!(
+            f.summary.contains(site.as_str()),
+            "{site} not in: {}",
+            f.summary
+        );
+    }
+    let (code, text) = demo.get_exporter("/debug/taskscope/locks").await;
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("CRITICAL: deadlock of 2 tasks"), "{text}");
+
     demo.fault_off("S4").await;
     demo.wait_live(&reader, 0).await;
     demo.wait_live(&writer, 0).await;
+    let row = demo
+        .wait_lock("routing table", |r| r.waiters.is_empty())
+        .await;
+    assert!(row.holders.is_empty(), "{row:#?}");
 }
 
 /// The `status` of fault `name` in `GET /faults`.

@@ -5,7 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Demo, site_of};
+use common::{Demo, acquire_site, site_of};
+use taskscope::model::{Evidence, FindingKind, LockMode, Severity};
 
 const FILE: &str = "demo-service/src/faults/s5_guard_across_await.rs";
 const READERS: usize = 50;
@@ -16,7 +17,48 @@ async fn guards_held_across_awaits_make_readers_time_out() {
     let reader = site_of(FILE, "// fault site: S5 reader");
     let writer = site_of(FILE, "// fault site: S5 writer");
     let drainer = site_of(FILE, "// fault site: S5 drainer");
+    let read = acquire_site(FILE, "// lock acquire: S5 read");
+    let write = acquire_site(FILE, "// lock acquire: S5 write");
     demo.fault_on("S5").await;
+    // Before the writer's first attempt (500 ms in), every reader holds a read guard.
+    let row = demo
+        .wait_lock("config", |r| r.holders.len() == READERS)
+        .await;
+    assert!(
+        row.holders.iter().all(|h| h.site == read
+            && h.mode == LockMode::Read
+            && h.task_site.as_deref() == Some(reader.as_str())),
+        "{row:#?}"
+    );
+    // Then the writer waits for write behind them, at its own site.
+    let row = demo
+        .wait_lock("config", |r| {
+            r.waiters
+                .iter()
+                .any(|w| w.mode == LockMode::Write && w.site == write)
+        })
+        .await;
+    let w = row
+        .waiters
+        .iter()
+        .find(|w| w.mode == LockMode::Write)
+        .unwrap();
+    assert_eq!(w.task_site.as_deref(), Some(writer.as_str()));
+    // Guards held while their tasks wait on the channel: the finding names the read site.
+    let f = demo
+        .wait_finding(FindingKind::GuardAcrossAwait, &read, |f| f.count >= 10)
+        .await;
+    assert_eq!(f.severity, Severity::Warning, "someone waits: {f:#?}");
+    let Evidence::GuardAcrossAwait {
+        lock,
+        oldest_idle_seconds,
+        ..
+    } = &f.evidence
+    else {
+        panic!("{f:#?}");
+    };
+    assert_eq!(lock, &row.lock);
+    assert!(*oldest_idle_seconds >= 1.0);
     demo.wait_live(&reader, READERS as u64).await;
     demo.wait_live(&writer, 1).await;
     demo.wait_live(&drainer, 1).await;

@@ -5,7 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Demo, site_of};
+use common::{Demo, acquire_site, site_of};
+use taskscope::model::{Evidence, FindingKind, Severity};
 
 const FILE: &str = "demo-service/src/faults/s6_hot_mutex.rs";
 const HANDLERS: usize = 8;
@@ -45,6 +46,50 @@ async fn hot_mutex_keeps_every_handler_alive_and_waiting() {
     })
     .await;
     demo.wait_live(&request, HANDLERS as u64).await;
+
+    // taskscope's own view of the lock: contended acquisitions, waits charged to the
+    // handlers' acquire site (they hold it while others wait), and a hot-lock finding.
+    let site = acquire_site(FILE, "// lock acquire: S6 request");
+    let row = demo
+        .wait_lock("session cache", |r| r.contended > 10 && r.wait_share >= 0.5)
+        .await;
+    assert!(row.acquisitions >= row.contended, "{row:#?}");
+    assert_eq!(
+        row.wait_seconds.count,
+        row.contended.min(row.wait_seconds.count)
+    );
+    assert!(row.wait_seconds.sum > 0.0);
+    assert_eq!(row.delay_by_holder_site[0].site, site, "{row:#?}");
+    assert!(row.delay_by_holder_site[0].contentions > 0);
+    // Every holder is a handler at that site.
+    assert!(
+        row.holders
+            .iter()
+            .all(|h| h.site == site && h.task_site.as_deref() == Some(request.as_str()))
+    );
+    let f = demo
+        .wait_finding(FindingKind::HotLock, &row.lock, |_| true)
+        .await;
+    assert_eq!(f.severity, Severity::Warning);
+    let Evidence::HotLock {
+        top_holder_sites,
+        wait_share,
+        ..
+    } = &f.evidence
+    else {
+        panic!("{f:#?}");
+    };
+    assert_eq!(top_holder_sites[0].site, site);
+    assert!(*wait_share >= 0.5, "{f:#?}");
+    let text = demo.metrics().await;
+    assert!(
+        text.contains(&format!(
+            "taskscope_lock_contended_total{{lock=\"{}\"}}",
+            row.lock
+        )),
+        "no contention metric for {}",
+        row.lock
+    );
 
     demo.fault_off("S6").await;
     demo.wait_live(&request, 0).await;

@@ -190,3 +190,56 @@ async fn pprof_tasks_profile_reads_in_go_tool_pprof() {
         assert_eq!(resp.status(), 400, "{query}");
     }
 }
+
+/// `/debug/pprof/mutex` with fault S6 on: `go tool pprof` reads the contention profile and
+/// charges the delay to the handlers' acquire site, under the session cache lock.
+#[tokio::test]
+async fn mutex_profile_opens_in_go_tool_pprof_with_the_hot_lock() {
+    let demo = Demo::start(&[]);
+    let file = "demo-service/src/faults/s6_hot_mutex.rs";
+    let site = common::acquire_site(file, "// lock acquire: S6 request");
+    demo.fault_on("S6").await;
+    let row = demo.wait_lock("session cache", |r| r.contended >= 20).await;
+    let body = demo
+        .client
+        .get(format!("{}/debug/pprof/mutex", demo.exporter))
+        .send()
+        .await
+        .expect("the exporter answers");
+    assert_eq!(body.status(), 200);
+    let gz = body.bytes().await.unwrap();
+    let p = decode(&gz);
+    let types: Vec<&str> = p
+        .sample_type
+        .iter()
+        .map(|t| p.string_table[t.r#type as usize].as_str())
+        .collect();
+    assert_eq!(types, ["contentions", "delay"]);
+    let sample = p
+        .sample
+        .iter()
+        .find(|s| functions(&p, &s.location_id)[0] == format!("held at {site}"))
+        .unwrap_or_else(|| panic!("no sample for {site}: {p:#?}"));
+    assert_eq!(
+        functions(&p, &sample.location_id)[1],
+        format!("lock {}", row.lock)
+    );
+    assert!(sample.value[0] >= 20 && sample.value[1] > 0, "{sample:?}");
+
+    let scratch = TempDir::new("pprof-mutex");
+    let path = scratch.0.join("mutex.pb.gz");
+    std::fs::write(&path, &gz).unwrap();
+    let top = go_pprof(
+        &scratch,
+        &["-top", "-sample_index=delay", path.to_str().unwrap()],
+    );
+    assert!(top.contains(&format!("held at {site}")), "{top}");
+    assert!(top.contains("Type: delay"), "{top}");
+    let bad = demo
+        .client
+        .get(format!("{}/debug/pprof/mutex?x=1", demo.exporter))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}

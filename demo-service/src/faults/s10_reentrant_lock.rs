@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, watch};
+use taskscope::sync::Mutex;
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use super::{Active, Fault, FaultContext};
@@ -63,7 +64,7 @@ impl Fault for ReentrantLock {
 
     fn start(&self, _ctx: &FaultContext) -> anyhow::Result<Active> {
         // The lock everyone uses.
-        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let ledger = Arc::new(Mutex::named(Ledger::default(), "ledger"));
         let progress = Arc::new(Progress::default());
         let (locked_tx, locked_rx) = watch::channel(false);
         let mut tasks: Vec<AbortHandle> = Vec::with_capacity(1 + WAITERS);

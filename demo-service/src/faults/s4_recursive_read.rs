@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{RwLock, oneshot};
+use taskscope::sync::RwLock;
+use tokio::sync::oneshot;
 
 use super::{Active, Fault, FaultContext};
 
@@ -64,7 +65,7 @@ impl Fault for RecursiveRead {
 
     fn start(&self, _ctx: &FaultContext) -> anyhow::Result<Active> {
         // The lock both tasks use.
-        let table = Arc::new(RwLock::new(RoutingTable::default()));
+        let table = Arc::new(RwLock::named(RoutingTable::default(), "routing table"));
         let progress = Arc::new(Progress::default());
         let (holding_tx, holding_rx) = oneshot::channel::<()>();
 

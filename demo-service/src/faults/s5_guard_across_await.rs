@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{RwLock, mpsc};
+use taskscope::sync::RwLock;
+use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::{Active, Fault, FaultContext};
@@ -97,7 +98,7 @@ impl Fault for GuardAcrossAwait {
 
     fn start(&self, _ctx: &FaultContext) -> anyhow::Result<Active> {
         // The lock every task uses.
-        let config = Arc::new(RwLock::new(Config::default()));
+        let config = Arc::new(RwLock::named(Config::default(), "config"));
         let stats = Arc::new(Stats::default());
         let (audit_tx, audit_rx) = mpsc::channel::<u64>(CHANNEL_CAPACITY);
         let mut tasks: Vec<AbortHandle> = Vec::with_capacity(READERS + 2);

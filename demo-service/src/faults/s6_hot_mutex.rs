@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Mutex;
+use taskscope::sync::Mutex;
 use tokio::task::AbortHandle;
 
 use super::{Active, Fault, FaultContext};
@@ -82,7 +82,7 @@ impl Fault for HotMutex {
 
     fn start(&self, _ctx: &FaultContext) -> anyhow::Result<Active> {
         // The one lock every request takes.
-        let sessions = Arc::new(Mutex::new(SessionCache::default()));
+        let sessions = Arc::new(Mutex::named(SessionCache::default(), "session cache"));
         let stats = Arc::new(Stats::default());
         let mut tasks: Vec<AbortHandle> = Vec::with_capacity(HANDLERS);
         for _ in 0..HANDLERS {

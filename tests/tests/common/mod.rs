@@ -406,3 +406,63 @@ pub fn scalar(text: &str, name: &str) -> Option<f64> {
             ref other => panic!("{name} has an unexpected type: {other:?}"),
         })
 }
+
+/// `file:line:col` of the lock call (`.lock(`, `.read(`, `.write(`, `.acquire(`) on the line
+/// of `file` that carries `marker`: the acquire site taskscope reports (a method call's
+/// location is its name).
+pub fn acquire_site(file: &str, marker: &str) -> String {
+    let source = std::fs::read_to_string(format!("{ROOT}/{file}"))
+        .unwrap_or_else(|e| panic!("cannot read {file}: {e}"));
+    let (idx, line) = source
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(marker))
+        .unwrap_or_else(|| panic!("no marker {marker:?} in {file}"));
+    let col = [".lock(", ".read(", ".write(", ".acquire("]
+        .iter()
+        .find_map(|pat| line.find(pat))
+        .unwrap_or_else(|| panic!("no lock call on the marked line of {file}: {line}"))
+        + 2;
+    format!("{file}:{}:{}", idx + 1, col)
+}
+
+impl Demo {
+    /// The lock row named `name` in the snapshot now.
+    pub async fn lock_row(&self, name: &str) -> taskscope::model::LockRow {
+        let snap = self.snapshot().await;
+        snap.locks
+            .into_iter()
+            .find(|l| l.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no lock named {name}"))
+    }
+
+    /// Polls the lock row named `name` until `ok` holds (at most 30 s).
+    pub async fn wait_lock(
+        &self,
+        name: &str,
+        ok: impl Fn(&taskscope::model::LockRow) -> bool,
+    ) -> taskscope::model::LockRow {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let row = self.lock_row(name).await;
+            if ok(&row) {
+                return row;
+            }
+            assert!(Instant::now() < deadline, "lock {name} stayed at {row:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Demo {
+    /// GET an exporter path; status and body.
+    pub async fn get_exporter(&self, path: &str) -> (u16, String) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.exporter))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
