@@ -57,7 +57,7 @@ fn waits_for(lock: &GraphLock, waiter: usize) -> Vec<u64> {
         LockKind::Mutex | LockKind::BlockingMutex => {
             lock.holders.iter().map(|(t, ..)| *t).collect()
         }
-        LockKind::RwLock => {
+        LockKind::RwLock | LockKind::BlockingRwLock => {
             let mut v: Vec<u64> = lock
                 .holders
                 .iter()
@@ -170,7 +170,7 @@ pub(crate) fn read(
         .map(|(i, c)| (Arc::as_ptr(c), i))
         .collect();
     let mut rows: Vec<LockRow> = classes.iter().map(|c| row_of(c)).collect();
-    let mut waiting_now = vec![0.0f64; classes.len()];
+    let mut waiting_now: Vec<Vec<f64>> = vec![Vec::new(); classes.len()];
     let task_site = |task: u64| {
         (task != 0)
             .then(|| inner.tasks.get(task))
@@ -218,7 +218,7 @@ pub(crate) fn read(
         }
         for w in &waiters {
             let waited = now.duration_since(w.since).as_secs_f64();
-            waiting_now[r] += waited;
+            waiting_now[r].push(waited);
             if row.waiters.len() >= MAX_LISTED {
                 row.more_waiters += 1;
                 continue;
@@ -256,7 +256,7 @@ pub(crate) fn read(
         graph_rows.push(r);
     }
     for (i, c) in classes.iter().enumerate() {
-        rows[i].wait_share = round(c.wait_share(now, waiting_now[i]));
+        rows[i].wait_share = round(c.wait_share(now, &waiting_now[i]));
         rows[i]
             .waiters
             .sort_by(|a, b| b.waiting_seconds.total_cmp(&a.waiting_seconds));

@@ -68,6 +68,8 @@ pub enum LockKind {
     Semaphore,
     /// `taskscope::sync::blocking::Mutex` (a `std` mutex: blocks the thread while it waits).
     BlockingMutex,
+    /// `taskscope::sync::blocking::RwLock` (a `std` read-write lock).
+    BlockingRwLock,
     /// A kind this reader does not know.
     #[default]
     #[serde(other)]

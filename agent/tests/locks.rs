@@ -274,6 +274,23 @@ fn semaphore_permits_and_blocking_mutex_are_tracked() {
         assert_eq!(many.num_permits(), 2);
     });
     *blocking.lock().unwrap() += 1;
+    let routes = taskscope::sync::blocking::RwLock::named(vec![1], "routes");
+    {
+        let a = routes.read().unwrap();
+        let b = routes.read().unwrap();
+        let snap = agent.snapshot();
+        let r = row(&snap, "routes");
+        assert_eq!(r.kind, LockKind::BlockingRwLock);
+        assert_eq!(r.holders.len(), 2);
+        assert!(
+            r.holders
+                .iter()
+                .all(|h| h.mode == LockMode::Read && h.task.is_none())
+        );
+        drop((a, b));
+    }
+    routes.write().unwrap().push(2);
+    assert_eq!(routes.read().unwrap().len(), 2);
     let snap = agent.snapshot();
     assert_eq!(row(&snap, "pool").acquisitions, 3);
     assert!(row(&snap, "pool").holders.is_empty());

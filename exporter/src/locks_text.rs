@@ -19,6 +19,7 @@ fn kind(k: LockKind) -> &'static str {
         LockKind::RwLock => "rwlock",
         LockKind::Semaphore => "semaphore",
         LockKind::BlockingMutex => "blocking mutex",
+        LockKind::BlockingRwLock => "blocking rwlock",
         LockKind::Unknown => "lock",
     }
 }

@@ -433,6 +433,7 @@ impl Families {
                 LockKind::RwLock => "rwlock",
                 LockKind::Semaphore => "semaphore",
                 LockKind::BlockingMutex => "blocking_mutex",
+                LockKind::BlockingRwLock => "blocking_rwlock",
                 LockKind::Unknown => "unknown",
             };
             self.lock_acquisitions

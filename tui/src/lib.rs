@@ -8,6 +8,10 @@
 //! Enter on a site opens its detail view: the site's counts (still refreshed) and a task
 //! dump of that site, taken when the view opens and again on `r`, never on a timer (a dump
 //! pauses the target's runtime for a moment).
+//!
+//! `l` switches the table to the instrumented locks (`taskscope::sync`), most waited-on
+//! first, with the selected lock's holders, waiters and the holder sites charged with the
+//! delay; `l` again, `q` or Esc goes back to the sites.
 
 #![warn(missing_docs)]
 
@@ -176,6 +180,9 @@ async fn event_loop(
         let size = terminal.size().context("cannot read the terminal size")?;
         match app.view() {
             View::Sites => app.set_viewport_rows(view::table_body_rows(size.into(), &app)),
+            View::Locks => {
+                app.set_lock_viewport_rows(view::lock_table_body_rows(size.into(), &app))
+            }
             View::Detail => {
                 let (rows, lines) = view::detail_metrics(size.into(), &app);
                 app.set_detail_viewport(rows, lines);
@@ -263,6 +270,15 @@ fn handle_key(app: &mut App, key: KeyEvent) -> Flow {
         (View::Sites, KeyCode::Char('q') | KeyCode::Esc) => return Flow::Quit,
         (View::Sites, KeyCode::Enter) => {
             app.open_detail();
+            return Flow::Continue;
+        }
+        (View::Sites | View::Locks, KeyCode::Char('l')) => {
+            app.toggle_locks();
+            return Flow::Continue;
+        }
+        // In the locks view q and Esc go back to the sites, like in the detail view.
+        (View::Locks, KeyCode::Char('q') | KeyCode::Esc) => {
+            app.close_locks();
             return Flow::Continue;
         }
         (_, KeyCode::Char('b')) => {
@@ -399,6 +415,73 @@ mod tests {
             ),
             Flow::Quit
         );
+    }
+
+    #[test]
+    fn keys_in_the_locks_view() {
+        use taskscope::model::LockRow;
+        let t0 = Instant::now();
+        let mut app = App::new("http://x", t0);
+        let key = |code| KeyEvent::new(code, KeyModifiers::NONE);
+        let lock = |name: &str| LockRow {
+            lock: name.into(),
+            ..LockRow::default()
+        };
+        app.apply(
+            Ok(Snapshot {
+                sites: vec![taskscope::model::SiteRow {
+                    site: "a.rs:1:1".into(),
+                    live: 1,
+                    ..Default::default()
+                }],
+                locks: vec![lock("m1"), lock("m2"), lock("m3")],
+                ..Snapshot::default()
+            }),
+            t0,
+        );
+        // l opens the locks view; arrows move the lock selection, not the site one.
+        assert_eq!(
+            handle_key(&mut app, key(KeyCode::Char('l'))),
+            Flow::Continue
+        );
+        assert_eq!(app.view(), View::Locks);
+        handle_key(&mut app, key(KeyCode::Down));
+        handle_key(&mut app, key(KeyCode::Char('j')));
+        assert_eq!(app.lock_selected(), 2);
+        handle_key(&mut app, key(KeyCode::Down));
+        assert_eq!(app.lock_selected(), 2, "clamped");
+        handle_key(&mut app, key(KeyCode::Home));
+        assert_eq!(app.selected_lock().map(|l| l.lock.as_str()), Some("m1"));
+        assert_eq!(app.selected(), 0);
+        // Enter does nothing here.
+        handle_key(&mut app, key(KeyCode::Enter));
+        assert_eq!(app.view(), View::Locks);
+        assert_eq!(app.take_dump_request(), None);
+        // l again, q and Esc go back instead of quitting.
+        handle_key(&mut app, key(KeyCode::Char('l')));
+        assert_eq!(app.view(), View::Sites);
+        for back in [KeyCode::Char('q'), KeyCode::Esc] {
+            handle_key(&mut app, key(KeyCode::Char('l')));
+            assert_eq!(handle_key(&mut app, key(back)), Flow::Continue);
+            assert_eq!(app.view(), View::Sites);
+        }
+        // b still marks a baseline from the locks view; Ctrl-C still quits.
+        handle_key(&mut app, key(KeyCode::Char('l')));
+        handle_key(&mut app, key(KeyCode::Char('b')));
+        assert!(app.take_baseline_request());
+        assert_eq!(
+            handle_key(
+                &mut app,
+                KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)
+            ),
+            Flow::Quit
+        );
+        // l does nothing in the site detail view.
+        app.close_locks();
+        handle_key(&mut app, key(KeyCode::Enter));
+        assert_eq!(app.view(), View::Detail);
+        handle_key(&mut app, key(KeyCode::Char('l')));
+        assert_eq!(app.view(), View::Detail);
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! What the UI knows, apart from how it is drawn: connection status, the last good
-//! snapshot, short histories of live counts, the selection, and the site detail view with
-//! its task dump. Pure logic: time comes in as arguments, nothing here does I/O.
+//! snapshot, short histories of live counts, the selection, the site detail view with its
+//! task dump, and the locks view's selection. Pure logic: time comes in as arguments,
+//! nothing here does I/O.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use taskscope::model::{Dump, Severity, SiteRow, Snapshot};
+use taskscope::model::{
+    Dump, Evidence, Finding, FindingKind, LockRow, Severity, SiteRow, Snapshot,
+};
 
 use crate::client::FetchError;
 
@@ -109,6 +112,9 @@ pub enum View {
     Sites,
     /// One site's counts and task dump (see [`App::detail`]).
     Detail,
+    /// The table of instrumented locks, with the selected lock's holders and waiters
+    /// (see [`App::locks`]).
+    Locks,
 }
 
 /// A dump the event loop should take: the site, and an id to hand back with the result
@@ -208,6 +214,11 @@ pub struct App {
     baseline_requested: bool,
     /// A one-line message for the footer (e.g. "baseline marked"), and until when.
     notice: Option<(String, Instant)>,
+    /// Index of the selected row in [`App::locks`].
+    lock_selected: usize,
+    /// Index of the first lock row shown.
+    lock_offset: usize,
+    lock_viewport_rows: usize,
 }
 
 impl App {
@@ -234,6 +245,9 @@ impl App {
             dump_to_start: None,
             baseline_requested: false,
             notice: None,
+            lock_selected: 0,
+            lock_offset: 0,
+            lock_viewport_rows: 5,
         }
     }
 
@@ -438,6 +452,101 @@ impl App {
         self.dump_to_start = None;
     }
 
+    /// Switches between the sites table and the locks view (key `l`); does nothing in
+    /// the site detail view. Returns the view shown afterwards.
+    pub fn toggle_locks(&mut self) -> View {
+        match self.view {
+            View::Sites => self.open_locks(),
+            View::Locks => self.close_locks(),
+            View::Detail => {}
+        }
+        self.view
+    }
+
+    /// Shows the locks view (from the sites table; the site detail view is closed).
+    pub fn open_locks(&mut self) {
+        if self.view == View::Detail {
+            self.close_detail();
+        }
+        self.view = View::Locks;
+        self.clamp_locks();
+    }
+
+    /// Back from the locks view to the sites table; the lock selection is kept.
+    pub fn close_locks(&mut self) {
+        if self.view == View::Locks {
+            self.view = View::Sites;
+        }
+    }
+
+    /// Lock rows of the last good snapshot, in the snapshot's order (most waited-on
+    /// first).
+    pub fn locks(&self) -> &[LockRow] {
+        self.snapshot.as_ref().map_or(&[], |s| &s.locks[..])
+    }
+
+    /// Index of the selected row in [`App::locks`].
+    pub fn lock_selected(&self) -> usize {
+        self.lock_selected
+    }
+
+    /// Index of the first lock row shown.
+    pub fn lock_offset(&self) -> usize {
+        self.lock_offset
+    }
+
+    /// The selected lock, if there is any lock.
+    pub fn selected_lock(&self) -> Option<&LockRow> {
+        self.locks().get(self.lock_selected)
+    }
+
+    /// Tells the state how many rows of the locks table fit on screen, for paging.
+    pub fn set_lock_viewport_rows(&mut self, rows: usize) {
+        self.lock_viewport_rows = rows.max(1);
+        self.clamp_locks();
+    }
+
+    /// Findings of the last snapshot about the lock labelled `lock`: those whose site is
+    /// the lock, or whose evidence names it (a deadlock cycle waiting for it, a guard of
+    /// it held across an `.await`, a hot lock).
+    pub fn lock_findings<'a>(&'a self, lock: &'a str) -> impl Iterator<Item = &'a Finding> {
+        self.snapshot
+            .iter()
+            .flat_map(|s| &s.findings)
+            .filter(move |f| finding_names_lock(f, lock))
+    }
+
+    /// Whether `finding` is about locks: of a lock kind, or naming a lock of the last
+    /// snapshot.
+    pub fn is_lock_finding(&self, finding: &Finding) -> bool {
+        matches!(
+            finding.kind,
+            FindingKind::Deadlock | FindingKind::GuardAcrossAwait | FindingKind::HotLock
+        ) || self
+            .locks()
+            .iter()
+            .any(|l| finding_names_lock(finding, &l.lock))
+    }
+
+    /// The most severe finding's severity about the lock labelled `lock`, if any.
+    pub fn lock_severity(&self, lock: &str) -> Option<Severity> {
+        self.lock_findings(lock)
+            .map(|f| f.severity)
+            .max_by_key(|s| s.rank())
+    }
+
+    fn clamp_locks(&mut self) {
+        let n = self.locks().len();
+        self.lock_selected = self.lock_selected.min(n.saturating_sub(1));
+        let page = self.lock_viewport_rows.max(1);
+        if self.lock_selected < self.lock_offset {
+            self.lock_offset = self.lock_selected;
+        } else if self.lock_selected >= self.lock_offset + page {
+            self.lock_offset = self.lock_selected + 1 - page;
+        }
+        self.lock_offset = self.lock_offset.min(n.saturating_sub(page));
+    }
+
     /// Asks for a new dump of the detail view's site. Returns false when no detail view is
     /// open or a dump is already being taken (one at a time: the exporter refuses a
     /// second).
@@ -497,8 +606,22 @@ impl App {
         }
     }
 
-    /// Moves the selection in the sites table, or scrolls the detail view, clamped.
+    /// Moves the selection in the sites or locks table, or scrolls the detail view,
+    /// clamped.
     pub fn navigate(&mut self, nav: Nav) {
+        if self.view == View::Locks {
+            let page = self.lock_viewport_rows.max(1);
+            self.lock_selected = match nav {
+                Nav::Up => self.lock_selected.saturating_sub(1),
+                Nav::Down => self.lock_selected.saturating_add(1),
+                Nav::PageUp => self.lock_selected.saturating_sub(page),
+                Nav::PageDown => self.lock_selected.saturating_add(page),
+                Nav::Home => 0,
+                Nav::End => usize::MAX,
+            };
+            self.clamp_locks();
+            return;
+        }
         if self.view == View::Detail {
             if let Some(detail) = self.detail.as_mut() {
                 let page = detail.viewport_rows.max(1);
@@ -545,6 +668,7 @@ impl App {
         let seq = self.polls;
 
         let selected_site = self.rows.get(self.selected).map(|r| r.site.clone());
+        let selected_lock = self.selected_lock().map(|l| l.lock.clone());
         let mut rows = snapshot.sites.clone();
         rows.sort_by(|a, b| {
             b.live
@@ -613,6 +737,26 @@ impl App {
             self.selected = i;
         }
         self.clamp();
+        // Likewise the selected lock.
+        if let Some(lock) = selected_lock
+            && let Some(i) = self.locks().iter().position(|l| l.lock == lock)
+        {
+            self.lock_selected = i;
+        }
+        self.clamp_locks();
+    }
+}
+
+/// Whether `finding` is about the lock labelled `lock`: its site is the lock (deadlocks,
+/// hot locks), or its evidence names it.
+fn finding_names_lock(finding: &Finding, lock: &str) -> bool {
+    if finding.site == lock {
+        return true;
+    }
+    match &finding.evidence {
+        Evidence::Deadlock { cycle, .. } => cycle.iter().any(|step| step.waits_for == lock),
+        Evidence::GuardAcrossAwait { lock: l, .. } | Evidence::HotLock { lock: l, .. } => l == lock,
+        _ => false,
     }
 }
 
@@ -1015,5 +1159,84 @@ mod detail_tests {
         assert_eq!(d(&app), 0);
         // Scrolling in the detail view leaves the table selection alone.
         assert_eq!(app.selected(), 0);
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+    use taskscope::model::{DeadlockStep, LockRow};
+
+    fn finding(kind: FindingKind, site: &str, evidence: Evidence) -> Finding {
+        Finding {
+            kind,
+            severity: Severity::Warning,
+            site: site.into(),
+            evidence,
+            ..Finding::default()
+        }
+    }
+
+    #[test]
+    fn lock_findings_match_the_site_or_the_evidence() {
+        let t0 = Instant::now();
+        let mut app = App::new("http://x", t0);
+        let lock = |name: &str| LockRow {
+            lock: name.into(),
+            ..LockRow::default()
+        };
+        let mut deadlock = finding(
+            FindingKind::Deadlock,
+            "a",
+            Evidence::Deadlock {
+                cycle: vec![DeadlockStep {
+                    waits_for: "b".into(),
+                    ..DeadlockStep::default()
+                }],
+                blocked_behind: 0,
+            },
+        );
+        deadlock.severity = Severity::Critical;
+        let guard = finding(
+            FindingKind::GuardAcrossAwait,
+            "src/acquire.rs:9:9",
+            Evidence::GuardAcrossAwait {
+                lock: "c".into(),
+                guards: 1,
+                oldest_idle_seconds: 2.0,
+                threshold_seconds: 1.0,
+            },
+        );
+        let leak = finding(FindingKind::IdleTooLong, "site.rs:1:1", Evidence::Unknown);
+        app.apply(
+            Ok(Snapshot {
+                locks: vec![lock("a"), lock("b"), lock("c"), lock("d")],
+                findings: vec![deadlock, guard.clone(), leak.clone()],
+                ..Snapshot::default()
+            }),
+            t0,
+        );
+        assert_eq!(app.lock_severity("a"), Some(Severity::Critical), "by site");
+        assert_eq!(
+            app.lock_severity("b"),
+            Some(Severity::Critical),
+            "in the cycle"
+        );
+        assert_eq!(
+            app.lock_severity("c"),
+            Some(Severity::Warning),
+            "by evidence"
+        );
+        assert_eq!(app.lock_severity("d"), None);
+        assert_eq!(app.lock_findings("c").count(), 1);
+        assert!(app.is_lock_finding(&guard));
+        assert!(!app.is_lock_finding(&leak));
+        // The view starts on the sites; l toggles, and does nothing in the detail view.
+        assert_eq!(app.view(), View::Sites);
+        assert_eq!(app.toggle_locks(), View::Locks);
+        app.navigate(Nav::End);
+        assert_eq!(app.selected_lock().map(|l| l.lock.as_str()), Some("d"));
+        assert_eq!(app.toggle_locks(), View::Sites);
+        assert_eq!(app.lock_selected(), 3, "kept for next time");
     }
 }

@@ -1,5 +1,5 @@
-//! Drawing an [`App`] into a ratatui frame: the sites table, or one site's detail view
-//! with its task dump. Nothing here changes state.
+//! Drawing an [`App`] into a ratatui frame: the sites table, one site's detail view with
+//! its task dump, or the locks view. Nothing here changes state.
 
 use std::time::Duration;
 
@@ -7,9 +7,12 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Wrap};
 
-use taskscope::model::{DumpGroup, DumpSource, Frame as StackFrame, RuntimeInfo, Severity, Spread};
+use taskscope::model::{
+    DumpGroup, DumpSource, Frame as StackFrame, LockHolder, LockKind, LockMode, LockRow,
+    LockWaiter, RuntimeInfo, Severity, Spread,
+};
 
 use crate::state::{App, ConnectionStatus, Detail, HISTORY_LEN, View};
 
@@ -24,7 +27,21 @@ pub const SPARK_MIN_RANGE: u64 = 10;
 
 /// The keys line at the bottom of the sites table.
 pub const FOOTER: &str =
-    "q quit  ↑/↓ select  Enter site & task dump  b mark baseline  PgUp/PgDn  Home/End";
+    "q quit  ↑/↓ select  Enter site & task dump  l locks  b mark baseline  PgUp/PgDn";
+
+/// The keys line at the bottom of the locks view.
+pub const LOCKS_FOOTER: &str =
+    "l/q/Esc back to sites  ↑/↓ select lock  PgUp/PgDn Home/End  Ctrl-C quit";
+
+/// Shown in the locks view when the snapshot has no instrumented lock.
+pub const NO_LOCKS: &str =
+    "no instrumented locks: use taskscope::sync::{Mutex, RwLock, Semaphore} to see them here";
+
+/// Most entries of a lock's `delay_by_holder_site` shown in the locks view.
+pub const TOP_HOLDER_SITES: usize = 3;
+
+/// Most lines of one finding's sentence in the locks view's detail pane.
+const MAX_LOCK_FINDING_LINES: usize = 3;
 
 /// Most lines of the findings pane (inside its border); findings that do not fit are
 /// counted on its last line.
@@ -42,24 +59,36 @@ const NUM_WIDTHS: [u16; 5] = [6, 6, 8, 9, 8];
 const COLUMN_GAPS: u16 = 6;
 const MIN_SITE_WIDTH: u16 = 26;
 
-/// Draws the whole screen: header, spawn-site table (or the site detail view), footer.
+/// Draws the whole screen: header, spawn-site table (or the site detail view, or the
+/// locks view), footer.
 pub fn render(frame: &mut Frame, app: &App) {
-    if app.view() == View::Detail
-        && let Some(detail) = app.detail()
-    {
-        render_detail(frame, app, detail);
-        return;
+    match app.view() {
+        View::Detail => {
+            if let Some(detail) = app.detail() {
+                render_detail(frame, app, detail);
+                return;
+            }
+        }
+        View::Locks => {
+            render_locks(frame, app);
+            return;
+        }
+        View::Sites => {}
     }
     let [header, findings, table, footer] = layout(frame.area(), app);
     render_header(frame, header, app);
     render_findings(frame, findings, app);
     render_table(frame, table, app);
+    frame.render_widget(Paragraph::new(footer_line(app, FOOTER)), footer);
+}
+
+/// The footer: a notice while it lasts, else the keys.
+fn footer_line(app: &App, keys: &'static str) -> Line<'static> {
     let theme = Theme::new(app.no_color);
-    let footer_line = match app.notice() {
+    match app.notice() {
         Some(notice) => Line::from(Span::styled(clean(notice), theme.fg(Color::Yellow))),
-        None => Line::from(Span::styled(FOOTER, theme.dim())),
-    };
-    frame.render_widget(Paragraph::new(footer_line), footer);
+        None => Line::from(Span::styled(keys, theme.dim())),
+    }
 }
 
 /// The findings pane, `width` columns wide: each finding the agent's own sentence (site,
@@ -295,19 +324,7 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
     let mut leaks = vec![label("Findings: ")];
     match snap.map(|s| &s.findings) {
         None => leaks.push(Span::raw("-")),
-        Some(f) if f.is_empty() => leaks.push(Span::styled("none", theme.fg(Color::Green))),
-        Some(f) => {
-            for severity in [Severity::Critical, Severity::Warning, Severity::Info] {
-                let n = f.iter().filter(|x| x.severity == severity).count();
-                if n > 0 {
-                    let (tag, color) = severity_tag(severity);
-                    leaks.push(Span::styled(
-                        format!("{n} {} ", tag.to_lowercase()),
-                        theme.fg(color).add_modifier(bold),
-                    ));
-                }
-            }
-        }
+        Some(f) => leaks.extend(severity_counts(f.iter().map(|x| x.severity), theme)),
     }
     if let Some(b) = snap.and_then(|s| s.baseline.as_ref()) {
         let net: i64 = b.sites.iter().map(|d| d.live_delta()).sum();
@@ -319,6 +336,26 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
     }
     lines.push(Line::from(leaks));
     lines
+}
+
+/// `1 crit 2 warn`, each in its colour; `none` in green when there is nothing.
+fn severity_counts(severities: impl Iterator<Item = Severity>, theme: Theme) -> Vec<Span<'static>> {
+    let severities: Vec<Severity> = severities.collect();
+    if severities.is_empty() {
+        return vec![Span::styled("none", theme.fg(Color::Green))];
+    }
+    let mut spans = Vec::new();
+    for severity in [Severity::Critical, Severity::Warning, Severity::Info] {
+        let n = severities.iter().filter(|s| **s == severity).count();
+        if n > 0 {
+            let (tag, color) = severity_tag(severity);
+            spans.push(Span::styled(
+                format!("{n} {} ", tag.to_lowercase()),
+                theme.fg(color).add_modifier(Modifier::BOLD),
+            ));
+        }
+    }
+    spans
 }
 
 /// Workers (and the CPUs they share), blocked workers in red, busy ratios, blocking pool.
@@ -800,6 +837,544 @@ fn frame_line(f: &StackFrame, width: usize, theme: Theme) -> Line<'static> {
         spans.push(Span::styled(location, theme.dim()));
     }
     Line::from(spans)
+}
+
+// ---- The locks view ----
+
+/// Columns of the locks table after the lock label: title and width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LockCol {
+    Kind,
+    WaitShare,
+    Contended,
+    Acquisitions,
+    Waited,
+    Holders,
+    Waiters,
+}
+
+impl LockCol {
+    const ALL: [LockCol; 7] = [
+        LockCol::Kind,
+        LockCol::WaitShare,
+        LockCol::Contended,
+        LockCol::Acquisitions,
+        LockCol::Waited,
+        LockCol::Holders,
+        LockCol::Waiters,
+    ];
+
+    fn title(self) -> &'static str {
+        match self {
+            LockCol::Kind => "Kind",
+            LockCol::WaitShare => "Wait/s",
+            LockCol::Contended => "Contended",
+            LockCol::Acquisitions => "Acq",
+            LockCol::Waited => "Waited (s)",
+            LockCol::Holders => "Holders",
+            LockCol::Waiters => "Waiters",
+        }
+    }
+
+    fn width(self) -> u16 {
+        match self {
+            LockCol::Kind => 9,
+            LockCol::WaitShare => 6,
+            LockCol::Contended => 9,
+            LockCol::Acquisitions => 8,
+            LockCol::Waited => 10,
+            LockCol::Holders => 7,
+            LockCol::Waiters => 7,
+        }
+    }
+}
+
+/// Narrowest the Lock column gets before Acq, then Kind, are left out (the detail pane
+/// below the table shows both), then on very narrow screens Waited, Contended and Holders.
+const MIN_LOCK_WIDTH: u16 = 26;
+
+/// The columns that fit `inner_width`, and the width left for the lock label.
+fn lock_columns(inner_width: u16) -> (Vec<LockCol>, u16) {
+    let mut cols = LockCol::ALL.to_vec();
+    let fixed = |cols: &[LockCol]| cols.iter().map(|c| c.width() + 1).sum::<u16>();
+    for optional in [
+        LockCol::Acquisitions,
+        LockCol::Kind,
+        LockCol::Waited,
+        LockCol::Contended,
+        LockCol::Holders,
+    ] {
+        if inner_width.saturating_sub(fixed(&cols)) >= MIN_LOCK_WIDTH {
+            break;
+        }
+        cols.retain(|c| *c != optional);
+    }
+    let lock_width = inner_width.saturating_sub(fixed(&cols));
+    (cols, lock_width)
+}
+
+fn kind_short(kind: LockKind) -> &'static str {
+    match kind {
+        LockKind::Mutex => "mutex",
+        LockKind::RwLock => "rwlock",
+        LockKind::Semaphore => "semaphore",
+        LockKind::BlockingMutex => "blk mutex",
+        LockKind::BlockingRwLock => "blk rwlock",
+        LockKind::Unknown => "?",
+    }
+}
+
+fn kind_long(kind: LockKind) -> &'static str {
+    match kind {
+        LockKind::Mutex => "mutex",
+        LockKind::RwLock => "rwlock",
+        LockKind::Semaphore => "semaphore",
+        LockKind::BlockingMutex => "blocking mutex",
+        LockKind::BlockingRwLock => "blocking rwlock",
+        LockKind::Unknown => "lock of unknown kind",
+    }
+}
+
+/// `exclusive`, `read`, `write`, or `3 permits`.
+fn mode_text(mode: LockMode, permits: u32) -> String {
+    match mode {
+        LockMode::Permits => format!("{permits} permit{}", if permits == 1 { "" } else { "s" }),
+        other => other.as_str().to_string(),
+    }
+}
+
+fn task_text(task: Option<u64>) -> String {
+    task.map_or_else(|| "no task".to_string(), |t| format!("task {t}"))
+}
+
+/// Holders (or waiters) of a lock, the unlisted ones included.
+fn count_with_more(listed: usize, more: u64) -> u64 {
+    (listed as u64).saturating_add(more)
+}
+
+fn fmt_share(share: f64) -> String {
+    if share.is_finite() {
+        format!("{share:.2}")
+    } else {
+        "-".into()
+    }
+}
+
+/// How many lock rows fit in the locks table when the screen is `area` (for paging).
+pub fn lock_table_body_rows(area: Rect, app: &App) -> usize {
+    let [_, table, _, _] = locks_layout(area, app);
+    usize::from(table.height.saturating_sub(3))
+}
+
+/// Header, locks table, detail pane of the selected lock, footer.
+fn locks_layout(area: Rect, app: &App) -> [Rect; 4] {
+    let header_height = locks_header_lines(app).len() as u16 + 2;
+    let rest = area.height.saturating_sub(header_height + 1);
+    let n = app.locks().len();
+    let table_height = if n == 0 {
+        rest
+    } else {
+        // All rows when they fit in half the room; the detail pane gets the rest.
+        u16::try_from(n)
+            .unwrap_or(u16::MAX)
+            .saturating_add(3)
+            .min((rest / 2).max(4))
+    };
+    Layout::vertical([
+        Constraint::Length(header_height),
+        Constraint::Length(table_height),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(area)
+}
+
+/// The locks view's header: connection status, then locks, holders and waiters now, and
+/// the lock findings by severity.
+fn locks_header_lines(app: &App) -> Vec<Line<'static>> {
+    let theme = Theme::new(app.no_color);
+    let label = |s: &'static str| Span::styled(s, theme.label());
+    let mut lines = status_lines(app);
+    let Some(snap) = app.snapshot() else {
+        lines.push(Line::from(vec![label("Locks: "), Span::raw("-")]));
+        return lines;
+    };
+    let locks = &snap.locks;
+    let holding: u64 = locks
+        .iter()
+        .map(|l| count_with_more(l.holders.len(), l.more_holders))
+        .fold(0, u64::saturating_add);
+    let waiting: u64 = locks
+        .iter()
+        .map(|l| count_with_more(l.waiters.len(), l.more_waiters))
+        .fold(0, u64::saturating_add);
+    let mut spans = vec![
+        label("Locks: "),
+        Span::raw(locks.len().to_string()),
+        Span::raw("   "),
+        label("Held: "),
+        Span::raw(holding.to_string()),
+        Span::raw("   "),
+        label("Waiting: "),
+        if waiting > 0 {
+            Span::styled(
+                waiting.to_string(),
+                theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            )
+        } else {
+            Span::raw("0")
+        },
+        Span::raw("   "),
+        label("Lock findings: "),
+    ];
+    let lock_findings = snap.findings.iter().filter(|f| app.is_lock_finding(f));
+    spans.extend(severity_counts(lock_findings.map(|f| f.severity), theme));
+    lines.push(Line::from(spans));
+    lines
+}
+
+fn render_locks(frame: &mut Frame, app: &App) {
+    let theme = Theme::new(app.no_color);
+    let [header, table, detail, footer] = locks_layout(frame.area(), app);
+    let block = Block::default().borders(Borders::ALL).title(Span::styled(
+        " taskscope › locks ",
+        theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
+    ));
+    frame.render_widget(Paragraph::new(locks_header_lines(app)).block(block), header);
+    render_locks_table(frame, table, app);
+    if let Some(lock) = app.selected_lock() {
+        render_lock_detail(frame, detail, app, lock);
+    }
+    frame.render_widget(Paragraph::new(footer_line(app, LOCKS_FOOTER)), footer);
+}
+
+fn render_locks_table(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = Theme::new(app.no_color);
+    let locks = app.locks();
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(" Locks ({}) ", locks.len()));
+    if locks.is_empty() {
+        let msg = if app.snapshot().is_some() {
+            Span::raw(NO_LOCKS)
+        } else {
+            Span::styled("waiting for the first snapshot…", theme.dim())
+        };
+        frame.render_widget(
+            Paragraph::new(msg).wrap(Wrap { trim: true }).block(block),
+            area,
+        );
+        return;
+    }
+
+    let (cols, lock_width) = lock_columns(area.width.saturating_sub(2));
+    let right = |s: String| Cell::from(Line::from(s).right_aligned());
+    let mut header = vec![Cell::from("Lock")];
+    header.extend(cols.iter().map(|c| match c {
+        LockCol::Kind => Cell::from(c.title()),
+        _ => right(c.title().into()),
+    }));
+    let header = Row::new(header).style(theme.fg(Color::Yellow).add_modifier(Modifier::BOLD));
+
+    let body = locks.iter().map(|l| {
+        let label = clean(&l.lock);
+        let lock_cell = match app.lock_severity(&l.lock).map(severity_tag) {
+            Some((_, color)) => Cell::from(Line::from(vec![
+                Span::styled("! ", theme.fg(color).add_modifier(Modifier::BOLD)),
+                Span::raw(truncate_left(
+                    &label,
+                    usize::from(lock_width).saturating_sub(2),
+                )),
+            ])),
+            None => Cell::from(truncate_left(&label, usize::from(lock_width))),
+        };
+        let holders = count_with_more(l.holders.len(), l.more_holders);
+        let waiters = count_with_more(l.waiters.len(), l.more_waiters);
+        let mut cells = vec![lock_cell];
+        cells.extend(cols.iter().map(|c| match c {
+            LockCol::Kind => Cell::from(kind_short(l.kind)),
+            LockCol::WaitShare => {
+                let cell = right(fmt_share(l.wait_share));
+                if l.wait_share > 0.0 {
+                    cell.style(Style::default().add_modifier(Modifier::BOLD))
+                } else {
+                    cell.style(theme.dim())
+                }
+            }
+            LockCol::Contended => right(l.contended.to_string()),
+            LockCol::Acquisitions => right(l.acquisitions.to_string()),
+            LockCol::Waited => right(fmt_busy(l.wait_seconds.sum)),
+            LockCol::Holders => right(holders.to_string()),
+            LockCol::Waiters => {
+                let cell = right(waiters.to_string());
+                if waiters > 0 {
+                    cell.style(theme.fg(Color::Yellow).add_modifier(Modifier::BOLD))
+                } else {
+                    cell.style(theme.dim())
+                }
+            }
+        }));
+        Row::new(cells)
+    });
+
+    let mut widths = vec![Constraint::Length(lock_width)];
+    widths.extend(cols.iter().map(|c| Constraint::Length(c.width())));
+    let table = Table::new(body, widths)
+        .header(header)
+        .block(block)
+        .column_spacing(1)
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    let mut state = TableState::default()
+        .with_offset(app.lock_offset())
+        .with_selected(Some(app.lock_selected()));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// A part of the lock detail pane: an optional title line and entries of one or more
+/// lines each; entries that do not fit are counted in the title.
+struct Section {
+    /// E.g. "Waiters"; `None` for a section without a title line.
+    title: Option<&'static str>,
+    /// Entries in all, listed or not.
+    total: u64,
+    entries: Vec<Vec<Line<'static>>>,
+}
+
+/// Fits `sections` in `room` lines: every title first, then one entry of each section in
+/// turn, so that no section crowds out the others. A title says how many entries its
+/// section has, and how many are shown when not all are.
+fn fit_sections(sections: Vec<Section>, room: usize, theme: Theme) -> Vec<Line<'static>> {
+    let titles = sections.iter().filter(|s| s.title.is_some()).count();
+    let mut used = titles;
+    let mut shown = vec![0usize; sections.len()];
+    loop {
+        let mut progress = false;
+        for (i, section) in sections.iter().enumerate() {
+            if let Some(entry) = section.entries.get(shown[i])
+                && used + entry.len() <= room
+            {
+                used += entry.len();
+                shown[i] += 1;
+                progress = true;
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    let mut lines = Vec::new();
+    for (section, shown) in sections.into_iter().zip(shown) {
+        if let Some(title) = section.title {
+            let text = if section.total == 0 {
+                format!("{title}: none")
+            } else if (shown as u64) < section.total {
+                format!("{title} ({}, {shown} shown):", section.total)
+            } else {
+                format!("{title} ({}):", section.total)
+            };
+            lines.push(Line::from(Span::styled(text, theme.label())));
+        }
+        lines.extend(section.entries.into_iter().take(shown).flatten());
+    }
+    lines
+}
+
+/// One holder: task, mode, how long held, how long its task has been idle, where the guard
+/// was taken and where the task was spawned (on a second line when it does not fit).
+fn holder_lines(h: &LockHolder, width: usize, theme: Theme) -> Vec<Line<'static>> {
+    let mut spans = vec![
+        Span::raw("  "),
+        Span::styled(
+            task_text(h.task),
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!(
+            "  {}  held {}",
+            mode_text(h.mode, h.permits),
+            fmt_secs(h.held_seconds)
+        )),
+    ];
+    if let Some(idle) = h.task_idle_seconds {
+        spans.push(Span::raw("  "));
+        spans.push(Span::styled(
+            format!("idle {}", fmt_secs(idle)),
+            theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ));
+    }
+    spans.push(Span::raw("  at "));
+    let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    let site = clean(&h.site);
+    spans.push(Span::raw(truncate_left(
+        &site,
+        width.saturating_sub(used).max(12),
+    )));
+    let Some(task_site) = h.task_site.as_deref().map(clean) else {
+        return vec![Line::from(spans)];
+    };
+    let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    let spawned = format!("  spawned at {task_site}");
+    if used + spawned.chars().count() <= width {
+        spans.push(Span::styled(spawned, theme.dim()));
+        return vec![Line::from(spans)];
+    }
+    const INDENT: &str = "    spawned at ";
+    let second = Line::from(Span::styled(
+        format!(
+            "{INDENT}{}",
+            truncate_left(&task_site, width.saturating_sub(INDENT.len()).max(12))
+        ),
+        theme.dim(),
+    ));
+    vec![Line::from(spans), second]
+}
+
+/// One waiter: task, mode, how long it has waited, where it asked.
+fn waiter_line(w: &LockWaiter, width: usize) -> Line<'static> {
+    let mut spans = vec![
+        Span::raw("  "),
+        Span::styled(
+            task_text(w.task),
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!(
+            "  {}  waiting {}  at ",
+            mode_text(w.mode, w.permits),
+            fmt_secs(w.waiting_seconds)
+        )),
+    ];
+    let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    spans.push(Span::raw(truncate_left(
+        &clean(&w.site),
+        width.saturating_sub(used).max(12),
+    )));
+    Line::from(spans)
+}
+
+/// What the detail pane shows of `lock`, `width` columns wide and at most about `rows`
+/// lines: its kind and counters, its findings, holders, waiters, and the holder sites
+/// charged with the most delay.
+fn lock_detail_lines(app: &App, lock: &LockRow, width: usize, rows: usize) -> Vec<Line<'static>> {
+    let theme = Theme::new(app.no_color);
+    let mut info = format!(
+        "{}  {} acquired, {} contended",
+        kind_long(lock.kind),
+        lock.acquisitions,
+        lock.contended
+    );
+    let mean = |h: &taskscope::model::DelayHistogram| {
+        (h.count > 0).then(|| fmt_secs(h.sum / h.count as f64))
+    };
+    if let Some(m) = mean(&lock.wait_seconds) {
+        info.push_str(&format!("  mean wait {m}"));
+    }
+    if let Some(m) = mean(&lock.hold_seconds) {
+        info.push_str(&format!("  mean hold {m}"));
+    }
+    info.push_str(&format!(
+        "  {} instance{}",
+        lock.instances,
+        if lock.instances == 1 { "" } else { "s" }
+    ));
+    if !lock.created_at.is_empty() && !lock.lock.contains(&lock.created_at) {
+        info.push_str(&format!("  created at {}", clean(&lock.created_at)));
+    }
+    let mut lines = vec![Line::from(Span::raw(info))];
+
+    let text_width = width.saturating_sub(5).max(20);
+    let findings: Vec<Vec<Line<'static>>> = app
+        .lock_findings(&lock.lock)
+        .map(|f| {
+            let (tag, color) = severity_tag(f.severity);
+            let mut wrapped = wrap_words(&clean(&f.summary), text_width);
+            if wrapped.len() > MAX_LOCK_FINDING_LINES {
+                wrapped.truncate(MAX_LOCK_FINDING_LINES);
+                let last = wrapped.last_mut().expect("not empty");
+                let keep = text_width.saturating_sub(1).min(last.chars().count());
+                *last = last.chars().take(keep).collect::<String>() + "…";
+            }
+            wrapped
+                .into_iter()
+                .enumerate()
+                .map(|(i, part)| {
+                    let lead = if i == 0 {
+                        Span::styled(tag, theme.fg(color).add_modifier(Modifier::BOLD))
+                    } else {
+                        Span::raw("    ")
+                    };
+                    Line::from(vec![lead, Span::raw(" "), Span::raw(part)])
+                })
+                .collect()
+        })
+        .collect();
+    let delay = &lock.delay_by_holder_site;
+    let sections = vec![
+        Section {
+            title: None,
+            total: findings.len() as u64,
+            entries: findings,
+        },
+        Section {
+            title: Some("Holders"),
+            total: count_with_more(lock.holders.len(), lock.more_holders),
+            entries: lock
+                .holders
+                .iter()
+                .map(|h| holder_lines(h, width, theme))
+                .collect(),
+        },
+        Section {
+            title: Some("Waiters"),
+            total: count_with_more(lock.waiters.len(), lock.more_waiters),
+            entries: lock
+                .waiters
+                .iter()
+                .map(|w| vec![waiter_line(w, width)])
+                .collect(),
+        },
+        Section {
+            title: Some("Delay charged to holder site"),
+            total: delay.len() as u64,
+            entries: delay
+                .iter()
+                .take(TOP_HOLDER_SITES)
+                .map(|d| {
+                    let lead = format!(
+                        "  {:>7}  {} contention{}  at ",
+                        fmt_secs(d.seconds),
+                        d.contentions,
+                        if d.contentions == 1 { "" } else { "s" }
+                    );
+                    let room = width.saturating_sub(lead.chars().count()).max(12);
+                    vec![Line::from(vec![
+                        Span::raw(lead),
+                        Span::raw(truncate_left(&clean(&d.site), room)),
+                    ])]
+                })
+                .collect(),
+        },
+    ];
+    lines.extend(fit_sections(sections, rows.saturating_sub(1), theme));
+    lines
+}
+
+fn render_lock_detail(frame: &mut Frame, area: Rect, app: &App, lock: &LockRow) {
+    if area.height == 0 {
+        return;
+    }
+    let width = usize::from(area.width.saturating_sub(2));
+    let rows = usize::from(area.height.saturating_sub(2));
+    let title = format!(
+        " {} ",
+        truncate_left(&clean(&lock.lock), width.saturating_sub(2))
+    );
+    let block = Block::default().borders(Borders::ALL).title(Span::styled(
+        title,
+        Style::default().add_modifier(Modifier::BOLD),
+    ));
+    frame.render_widget(
+        Paragraph::new(lock_detail_lines(app, lock, width, rows)).block(block),
+        area,
+    );
 }
 
 /// `text` cut into pieces of at most `width` characters (at least 20).

@@ -243,6 +243,66 @@ fn tiny_and_odd_sizes_do_not_panic() {
     for (w, h) in [(20, 5), (1, 1), (0, 0), (7, 7)] {
         screen(&app, w, h);
     }
+
+    // The locks view, with a long label, holders, waiters and a finding, and empty.
+    use taskscope::model::{Finding, FindingKind, HolderDelay, LockHolder, LockRow, LockWaiter};
+    let long = format!(
+        "a-very-long-lock-name ({}:12:5)",
+        "deeply/nested/".repeat(8)
+    );
+    let mut snap = fixture();
+    snap.locks = vec![LockRow {
+        lock: long.clone(),
+        wait_share: 1.5,
+        delay_by_holder_site: vec![HolderDelay {
+            site: long.clone(),
+            seconds: 3.0,
+            contentions: 2,
+        }],
+        holders: vec![LockHolder {
+            task: Some(1),
+            task_site: Some(long.clone()),
+            site: long.clone(),
+            task_idle_seconds: Some(2.0),
+            ..LockHolder::default()
+        }],
+        waiters: vec![LockWaiter {
+            task: None,
+            site: long.clone(),
+            ..LockWaiter::default()
+        }],
+        more_waiters: 7,
+        ..LockRow::default()
+    }];
+    snap.findings = vec![Finding {
+        kind: FindingKind::HotLock,
+        site: long.clone(),
+        summary: "word ".repeat(200),
+        ..Finding::default()
+    }];
+    let sizes = [
+        (20, 5),
+        (1, 1),
+        (0, 0),
+        (5, 40),
+        (200, 3),
+        (30, 10),
+        (80, 24),
+        (7, 7),
+    ];
+    for snap in [snap.clone(), fixture()] {
+        let mut app = App::new("http://127.0.0.1:6060", t0).with_no_color(true);
+        app.apply(Ok(snap), t0);
+        app.toggle_locks();
+        for (w, h) in sizes {
+            // Sized like the event loop does, then drawn; then resized without sizing.
+            let area = ratatui::layout::Rect::new(0, 0, w, h);
+            app.set_lock_viewport_rows(view::lock_table_body_rows(area, &app));
+            app.navigate(taskscope_tui::state::Nav::End);
+            screen(&app, w, h);
+            screen(&app, h.max(1), w);
+        }
+    }
 }
 
 #[test]

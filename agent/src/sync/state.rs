@@ -175,9 +175,9 @@ impl Class {
         }
     }
 
-    /// Seconds of waiting per second over the last 10 s of samples (plus `waiting_now`
-    /// seconds of waits still in progress, not yet in the histogram).
-    pub(crate) fn wait_share(&self, now: Instant, waiting_now: f64) -> f64 {
+    /// Seconds of waiting per second over the last 10 s of samples, counting the part of
+    /// each wait still in progress (`waiting`, seconds so far) that falls in the window.
+    pub(crate) fn wait_share(&self, now: Instant, waiting: &[f64]) -> f64 {
         let s = lock(&self.wait_samples);
         let total = self.wait.sum_seconds();
         let Some(&(at, before)) = s
@@ -190,7 +190,8 @@ impl Class {
         if dt < 0.5 {
             return 0.0;
         }
-        ((total - before).max(0.0) + waiting_now.min(dt * 1000.0)) / dt
+        let in_progress: f64 = waiting.iter().map(|w| w.min(dt)).sum();
+        ((total - before).max(0.0) + in_progress) / dt
     }
 }
 
@@ -463,6 +464,7 @@ fn kind_code(kind: LockKind) -> u8 {
         LockKind::RwLock => 2,
         LockKind::Semaphore => 3,
         LockKind::BlockingMutex => 4,
+        LockKind::BlockingRwLock => 5,
         LockKind::Unknown => 0,
     }
 }
