@@ -8,6 +8,9 @@
 //! `taskscope::sync::RwLock::read`, `std::sync::Mutex` / `taskscope::sync::blocking::Mutex`.
 //!
 //! Run: `cargo bench -p taskscope --bench locks -- [N] [ROUNDS]` (defaults 2000000, 9).
+//! The cost of the tokio resource layer on tokio's own locks: `cargo bench -p taskscope
+//! --features tokio-resources --bench locks -- --tokio-layer` (compare its "tokio" rows
+//! with a run without the feature).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -85,7 +88,17 @@ fn main() {
     let rounds: usize = args.get(1).map_or(9, |s| s.parse().expect("ROUNDS"));
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.worker_threads(2).enable_all();
-    let _agent = taskscope::install(&mut builder);
+    let agent = taskscope::install(&mut builder);
+    // With the `tokio-resources` feature and `--tokio-layer`, tokio's own locks run under
+    // taskscope's resource layer: the "tokio" rows then show that layer's cost.
+    #[cfg(feature = "tokio-resources")]
+    if std::env::args().any(|a| a == "--tokio-layer") {
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry().with(agent.tokio_resource_layer());
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        println!("tokio's locks under taskscope's tokio resource layer");
+    }
+    let _agent = agent;
     let rt = builder.build().expect("runtime");
     let pairs: [(Case, Case); 3] = [
         (

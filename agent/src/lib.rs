@@ -62,6 +62,8 @@ mod spawn;
 pub mod starvation;
 pub mod sync;
 mod tasks;
+#[cfg(feature = "tokio-resources")]
+pub mod tokio_sync;
 #[cfg(feature = "lost-waker")]
 pub mod waker;
 
@@ -132,6 +134,9 @@ struct Inner {
     wakers: OnceLock<Arc<dyn leaks::WakerSource>>,
     /// Blocked workers, busy ratios, blocking pool, scheduling delay.
     starvation: starvation::RuntimeState,
+    /// tokio's own locks, once a resource layer was made for this agent.
+    #[cfg(feature = "tokio-resources")]
+    tokio_resources: OnceLock<Arc<tokio_sync::Table>>,
 }
 
 /// Installs a new agent with default settings on `builder`.
@@ -244,6 +249,8 @@ impl AgentBuilder {
                 wakers: OnceLock::new(),
                 leaks: leaks::LeakState::new(self.leaks),
                 starvation: starvation::RuntimeState::new(self.blocked_threshold),
+                #[cfg(feature = "tokio-resources")]
+                tokio_resources: OnceLock::new(),
             }),
         };
         leaks::start_sampler(&agent.inner);

@@ -262,6 +262,10 @@ pub(crate) fn read(
             .sort_by(|a, b| b.waiting_seconds.total_cmp(&a.waiting_seconds));
     }
 
+    #[cfg(feature = "tokio-resources")]
+    if let Some(table) = inner.tokio_resources.get() {
+        rows.extend(tokio_rows(table, &task_site, &task_idle, now));
+    }
     let mut findings = deadlock_findings(&graph, &task_site);
     findings.extend(guard_findings(&rows));
     findings.extend(hot_findings(&rows));
@@ -272,6 +276,110 @@ pub(crate) fn read(
             .then_with(|| a.lock.cmp(&b.lock))
     });
     (rows, findings)
+}
+
+/// Rows for tokio's own locks, one per type and creation site.
+#[cfg(feature = "tokio-resources")]
+fn tokio_rows(
+    table: &crate::tokio_sync::Table,
+    task_site: &dyn Fn(u64) -> Option<String>,
+    task_idle: &dyn Fn(u64) -> Option<f64>,
+    now: Instant,
+) -> Vec<LockRow> {
+    use crate::model::LockSource;
+    let state = table.lock();
+    let mut rows: Vec<LockRow> = Vec::new();
+    let mut index: HashMap<(LockKind, String), usize> = HashMap::new();
+    let mut ids: Vec<&u64> = state.resources.keys().collect();
+    ids.sort_unstable();
+    for id in ids {
+        let r = &state.resources[id];
+        let i = *index
+            .entry((r.kind, r.created_at.clone()))
+            .or_insert_with(|| {
+                let ty = match r.kind {
+                    LockKind::RwLock => "RwLock",
+                    LockKind::Semaphore => "Semaphore",
+                    _ => "Mutex",
+                };
+                rows.push(LockRow {
+                    lock: format!("tokio::sync::{ty} ({})", r.created_at),
+                    kind: r.kind,
+                    created_at: r.created_at.clone(),
+                    source: LockSource::TokioTracing,
+                    ..LockRow::default()
+                });
+                rows.len() - 1
+            });
+        let row = &mut rows[i];
+        row.instances += 1;
+        row.acquisitions += r.acquisitions;
+        row.contended += r.contended;
+        if r.kind == LockKind::Semaphore {
+            row.permits_available =
+                Some(row.permits_available.unwrap_or(0) + r.permits.unwrap_or(0));
+        }
+        let mode = match r.kind {
+            LockKind::RwLock if r.write_locked => LockMode::Write,
+            LockKind::RwLock => LockMode::Read,
+            LockKind::Semaphore => LockMode::Permits,
+            _ => LockMode::Exclusive,
+        };
+        for &t in &r.holders {
+            if row.holders.len() >= MAX_LISTED {
+                row.more_holders += 1;
+                continue;
+            }
+            row.holders.push(LockHolder {
+                instance: *id,
+                task: (t != 0).then_some(t),
+                task_site: task_site(t),
+                site: "(not reported by tokio)".into(),
+                mode,
+                permits: 1,
+                held_seconds: 0.0,
+                task_idle_seconds: task_idle(t).map(round),
+            });
+        }
+    }
+    let mut ops: Vec<_> = state
+        .ops
+        .values()
+        .filter(|o| o.pending && !o.ready)
+        .collect();
+    ops.sort_by_key(|o| o.since);
+    for op in ops {
+        let Some(r) = state.resources.get(&op.resource) else {
+            continue;
+        };
+        let Some(&i) = index.get(&(r.kind, r.created_at.clone())) else {
+            continue;
+        };
+        let row = &mut rows[i];
+        if row.waiters.len() >= MAX_LISTED {
+            row.more_waiters += 1;
+            continue;
+        }
+        let source = op.source.to_ascii_lowercase();
+        row.waiters.push(LockWaiter {
+            instance: op.resource,
+            task: (op.task != 0).then_some(op.task),
+            task_site: task_site(op.task),
+            site: op.source.clone(),
+            mode: if source.contains("read") {
+                LockMode::Read
+            } else if source.contains("write") {
+                LockMode::Write
+            } else if source.contains("acquire") {
+                LockMode::Permits
+            } else {
+                LockMode::Exclusive
+            },
+            permits: 1,
+            waiting_seconds: round(now.duration_since(op.since).as_secs_f64()),
+        });
+    }
+    rows
 }
 
 fn round(x: f64) -> f64 {

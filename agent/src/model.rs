@@ -146,6 +146,26 @@ pub struct LockRow {
     pub more_holders: u64,
     /// Waiters not listed.
     pub more_waiters: u64,
+    /// Where the facts come from.
+    pub source: LockSource,
+    /// Permits available now (semaphores followed through tokio's tracing).
+    pub permits_available: Option<u64>,
+}
+
+/// Where a [`LockRow`]'s facts come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockSource {
+    /// A `taskscope::sync` lock: every fact.
+    #[default]
+    Taskscope,
+    /// A `tokio::sync` lock followed through tokio's resource tracing: holders by task
+    /// (no acquire site, no hold time), waiters, acquisitions, permits; no wait histograms,
+    /// no findings.
+    TokioTracing,
+    /// A source this reader does not know.
+    #[serde(other)]
+    Unknown,
 }
 
 /// The label of the lock row that counts locks beyond the cap on lock identities.

@@ -74,6 +74,10 @@ pub struct Args {
     /// span per task and an event per waker operation.
     #[arg(long)]
     pub lost_waker: bool,
+    /// Follow tokio's own locks (the worker pool's shared receiver is one) through tokio's
+    /// resource tracing, so they show among the locks.
+    #[arg(long)]
+    pub tokio_resources: bool,
 }
 
 /// A number of seconds, more than 0 and at most a day.
@@ -138,7 +142,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .growth_window(Duration::from_secs_f64(args.growth_window))
         .install(&mut builder);
     // Before the runtime exists: the lost-waker layer must see every task from its spawn.
-    init_logging(args.tui, args.lost_waker.then(|| agent.lost_waker_layer()))?;
+    init_logging(
+        args.tui,
+        args.lost_waker.then(|| agent.lost_waker_layer()),
+        args.tokio_resources.then(|| agent.tokio_resource_layer()),
+    )?;
     let runtime = builder.build().context("cannot build the runtime")?;
 
     let exporter = taskscope_exporter::Exporter::new(agent)
@@ -276,12 +284,30 @@ async fn shutdown_signal(stop: oneshot::Receiver<()>) {
     tracing::info!("shutting down");
 }
 
+/// The resource layer as it sits in the demo's subscriber stack.
+type TokioResources = tracing_subscriber::filter::Filtered<
+    taskscope::tokio_sync::TokioResourceLayer,
+    taskscope::tokio_sync::ResourceEvents,
+    tracing_subscriber::layer::Layered<
+        Option<taskscope::waker::LostWakerLayer>,
+        tracing_subscriber::layer::Layered<
+            tracing_subscriber::filter::Filtered<
+                Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>,
+                tracing_subscriber::EnvFilter,
+                tracing_subscriber::Registry,
+            >,
+            tracing_subscriber::Registry,
+        >,
+    >,
+>;
+
 /// Logs (filtered by `RUST_LOG`, default `info`) and, if given, the lost-waker layer, in
 /// the process's global subscriber. The log filter is per layer: a global one would hide
 /// tokio's task spans and waker events from the lost-waker layer.
 fn init_logging(
     to_file: bool,
     lost_waker: Option<taskscope::waker::LostWakerLayer>,
+    tokio_resources: Option<TokioResources>,
 ) -> anyhow::Result<()> {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
@@ -305,6 +331,7 @@ fn init_logging(
     tracing_subscriber::registry()
         .with(logs.with_filter(filter))
         .with(lost_waker)
+        .with(tokio_resources)
         .try_init()
         .context("cannot set the global tracing subscriber")?;
     Ok(())

@@ -35,11 +35,11 @@ impl Pool {
     /// Starts [`WORKERS`] workers sharing one queue. Must run within the service runtime.
     pub fn start(db: SqlitePool) -> Pool {
         let (tx, rx) = mpsc::channel::<Job>(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
+        let rx = Arc::new(Mutex::new(rx)); // lock: job queue
         for _ in 0..WORKERS {
             let rx = Arc::clone(&rx);
             let db = db.clone();
-            tokio::spawn(async move { worker(rx, db).await });
+            tokio::spawn(async move { worker(rx, db).await }); // spawn site: worker
         }
         Pool { tx }
     }

@@ -316,25 +316,43 @@ pub fn profile(dump: &Dump) -> Profile {
     comments.extend(dump.notes.iter().cloned());
     b.profile.comment = comments.iter().map(|c| b.string(c)).collect();
     let site_key = b.string("site");
+    let multi = dump.groups.iter().any(|g| g.stacks.len() > 1);
+    if multi {
+        // Go's goroutines have one stack; a task under `join!`/`select!` waits at several.
+        let note = b.string(
+            "tasks waiting on several futures at once (join!, select!) appear once per \
+             future: sample totals can exceed the task count",
+        );
+        b.profile.comment.push(note);
+    }
     for g in &dump.groups {
-        let mut location_id = Vec::new();
-        if let Some(stack) = g.stacks.first() {
-            for f in stack {
-                location_id.push(b.location(&f.function, &f.file, i64::from(f.line), 0));
-            }
-        }
         let (path, line, col) = split_site(&g.site);
-        location_id.push(b.location(&spawn_function_name(&g.site), path, line, col));
+        let root = b.location(&spawn_function_name(&g.site), path, line, col);
         let site = b.string(&g.site);
-        b.profile.sample.push(Sample {
-            location_id,
-            value: vec![i64::try_from(g.count).unwrap_or(i64::MAX)],
-            label: vec![Label {
-                key: site_key,
-                str: site,
-                ..Default::default()
-            }],
-        });
+        // One sample per distinct stack of the group (registry-only groups have none: the
+        // spawn site alone).
+        let no_stack: [Vec<taskscope::model::Frame>; 1] = [Vec::new()];
+        let stacks = if g.stacks.is_empty() {
+            &no_stack[..]
+        } else {
+            &g.stacks[..]
+        };
+        for stack in stacks {
+            let mut location_id: Vec<u64> = stack
+                .iter()
+                .map(|f| b.location(&f.function, &f.file, i64::from(f.line), 0))
+                .collect();
+            location_id.push(root);
+            b.profile.sample.push(Sample {
+                location_id,
+                value: vec![i64::try_from(g.count).unwrap_or(i64::MAX)],
+                label: vec![Label {
+                    key: site_key,
+                    str: site,
+                    ..Default::default()
+                }],
+            });
+        }
     }
     b.profile
 }
@@ -540,6 +558,29 @@ mod tests {
         let label = &first.label[0];
         assert_eq!((s(label.key), s(label.str)), ("site", "src/a.rs:12:5"));
         assert!(s(p.comment[0]).contains("13 tasks in 3 groups"));
+    }
+
+    #[test]
+    fn a_group_waiting_on_two_futures_gives_a_sample_per_stack() {
+        let mut dump = fixture();
+        dump.groups[0].stacks.push(vec![
+            frame("tokio::time::Sleep::poll", "sleep.rs", 5),
+            frame("app::handler", "src/a.rs", 21),
+        ]);
+        let p = profile(&dump);
+        let s = |i: i64| p.string_table[i as usize].as_str();
+        assert_eq!(p.sample.len(), 4);
+        let at_a: Vec<_> = p
+            .sample
+            .iter()
+            .filter(|x| s(x.label[0].str) == "src/a.rs:12:5")
+            .collect();
+        assert_eq!(at_a.len(), 2);
+        assert!(at_a.iter().all(|x| x.value == [10]));
+        // Same root (the spawn site), different leaves.
+        assert_eq!(at_a[0].location_id.last(), at_a[1].location_id.last());
+        assert_ne!(at_a[0].location_id[0], at_a[1].location_id[0]);
+        assert!(p.comment.iter().any(|c| s(*c).contains("once per future")));
     }
 
     #[test]

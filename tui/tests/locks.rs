@@ -92,6 +92,7 @@ fn snapshot() -> Snapshot {
         ],
         more_holders: 0,
         more_waiters: 0,
+        ..LockRow::default()
     };
     let reader = |task: u64| LockHolder {
         instance: 2,
