@@ -153,6 +153,7 @@ pub struct AgentBuilder {
     task_slots: usize,
     leaks: LeakSettings,
     blocked_threshold: Duration,
+    max_blocking_threads: Option<usize>,
 }
 
 impl Default for AgentBuilder {
@@ -162,6 +163,7 @@ impl Default for AgentBuilder {
             task_slots: DEFAULT_TASK_SLOTS,
             leaks: LeakSettings::default(),
             blocked_threshold: starvation::DEFAULT_BLOCKED_THRESHOLD,
+            max_blocking_threads: None,
         }
     }
 }
@@ -230,6 +232,20 @@ impl AgentBuilder {
         self
     }
 
+    /// Tells the agent the runtime's `max_blocking_threads` (tokio does not report it), so
+    /// snapshots and `/metrics` show the blocking pool against its limit.
+    ///
+    /// ```
+    /// let mut builder = tokio::runtime::Builder::new_multi_thread();
+    /// builder.max_blocking_threads(16);
+    /// let agent = taskscope::Agent::builder().max_blocking_threads(16).install(&mut builder);
+    /// # let _ = agent;
+    /// ```
+    pub fn max_blocking_threads(mut self, n: usize) -> Self {
+        self.max_blocking_threads = Some(n.max(1));
+        self
+    }
+
     /// Builds the agent without installing it; call [`Agent::install`] next.
     pub fn build(self) -> Agent {
         let sites = SiteTable::new(self.site_capacity);
@@ -248,7 +264,10 @@ impl AgentBuilder {
                 dump_lock: Arc::new(tokio::sync::Mutex::new(())),
                 wakers: OnceLock::new(),
                 leaks: leaks::LeakState::new(self.leaks),
-                starvation: starvation::RuntimeState::new(self.blocked_threshold),
+                starvation: starvation::RuntimeState::new(
+                    self.blocked_threshold,
+                    self.max_blocking_threads,
+                ),
                 #[cfg(feature = "tokio-resources")]
                 tokio_resources: OnceLock::new(),
             }),

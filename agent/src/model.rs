@@ -254,6 +254,9 @@ pub struct RuntimeInfo {
     pub idle_blocking_threads: u64,
     /// Blocking jobs waiting for a thread.
     pub blocking_queue_depth: u64,
+    /// The runtime's `max_blocking_threads`, when the service told the agent
+    /// (`AgentBuilder::max_blocking_threads`; tokio does not report it).
+    pub max_blocking_threads: Option<u64>,
     /// Seconds the blocking pool has been saturated (no idle thread and jobs waiting)
     /// without a break, as the agent's sampler saw it; 0 when it is not.
     pub blocking_saturated_seconds: f64,

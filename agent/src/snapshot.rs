@@ -207,6 +207,7 @@ fn runtime_info(handle: &tokio::runtime::Handle, st: &Starvation) -> RuntimeInfo
     let workers = m.num_workers();
     RuntimeInfo {
         blocking_saturated_seconds: st.saturated_seconds,
+        max_blocking_threads: st.max_blocking_threads,
         worker_busy_ratio: st.busy_ratio.iter().map(|r| micros(*r)).collect(),
         worker_steals: (0..workers).map(|w| m.worker_steal_count(w)).collect(),
         worker_parks: (0..workers).map(|w| m.worker_park_count(w)).collect(),

@@ -33,6 +33,8 @@ const NO_SITE: u32 = u32::MAX;
 /// What the sampler learned about the runtime.
 pub(crate) struct RuntimeState {
     pub(crate) blocked_threshold: Duration,
+    /// The runtime's `max_blocking_threads`, when the user told the agent.
+    pub(crate) max_blocking_threads: Option<usize>,
     samples: Mutex<Samples>,
     /// A probe is spawned and not yet polled: do not send another.
     probe_in_flight: AtomicBool,
@@ -60,9 +62,10 @@ struct Samples {
 }
 
 impl RuntimeState {
-    pub(crate) fn new(blocked_threshold: Duration) -> Self {
+    pub(crate) fn new(blocked_threshold: Duration, max_blocking_threads: Option<usize>) -> Self {
         RuntimeState {
             blocked_threshold,
+            max_blocking_threads,
             samples: Mutex::new(Samples {
                 delay: DelayHistogram {
                     bounds: DELAY_BOUNDS.to_vec(),
@@ -205,6 +208,7 @@ pub(crate) struct Starvation {
     /// The blocked threshold, seconds.
     pub(crate) threshold: f64,
     pub(crate) cpu_quota: f64,
+    pub(crate) max_blocking_threads: Option<u64>,
 }
 
 /// Reads the polls in progress (from any thread, even while every worker is stuck) and
@@ -305,9 +309,13 @@ pub(crate) fn read(inner: &Inner, handle: Option<&Handle>, secs: &Seconds) -> St
             site: "(blocking pool)".into(),
             count: queue,
             summary: format!(
-                "the blocking pool has had all {threads} threads busy and jobs waiting for \
+                "the blocking pool has had all {threads} threads busy{} and jobs waiting for \
                  {saturated:.1} s ({queue} waiting now): spawn_blocking, tokio::fs and \
-                 block_in_place calls queue behind them"
+                 block_in_place calls queue behind them",
+                inner
+                    .starvation
+                    .max_blocking_threads
+                    .map_or(String::new(), |m| format!(" (max_blocking_threads = {m})"))
             ),
             fragment: "blocking jobs waiting for a thread".into(),
             evidence: Evidence::BlockingPoolSaturated {
@@ -341,6 +349,7 @@ pub(crate) fn read(inner: &Inner, handle: Option<&Handle>, secs: &Seconds) -> St
         findings,
         threshold,
         cpu_quota: s.cpu_quota,
+        max_blocking_threads: inner.starvation.max_blocking_threads.map(|m| m as u64),
     }
 }
 

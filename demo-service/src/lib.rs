@@ -140,6 +140,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let agent = taskscope::Agent::builder()
         .idle_floor(Duration::from_secs_f64(args.idle_floor))
         .growth_window(Duration::from_secs_f64(args.growth_window))
+        .max_blocking_threads(args.max_blocking_threads.max(1))
         .install(&mut builder);
     // Before the runtime exists: the lost-waker layer must see every task from its spawn.
     init_logging(

@@ -46,6 +46,7 @@ struct Families {
     cpu_quota: Gauge,
     blocking_saturated: Gauge,
     scheduling_delay_max: Gauge,
+    blocking_max: IntGauge,
     first_poll_delay: GaugeVec,
     lock_acquisitions: IntCounterVec,
     lock_contended: IntCounterVec,
@@ -261,6 +262,11 @@ impl Families {
                 "Largest scheduling delay of the agent's probe task over its last sampling interval, or the wait of a probe not yet polled.",
             ))
             .expect("valid metric"),
+            blocking_max: IntGauge::with_opts(opts(
+                "taskscope_runtime_blocking_max_threads",
+                "The runtime's max_blocking_threads, as the service told the agent (0 when it did not).",
+            ))
+            .expect("valid metric"),
             first_poll_delay: GaugeVec::new(
                 opts(
                     "taskscope_task_first_poll_delay_max_seconds",
@@ -302,7 +308,7 @@ impl Families {
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 39] {
+    fn collectors(&self) -> [&dyn Collector; 40] {
         [
             &self.tasks_live,
             &self.tasks_spawned,
@@ -336,6 +342,7 @@ impl Families {
             &self.cpu_quota,
             &self.blocking_saturated,
             &self.scheduling_delay_max,
+            &self.blocking_max,
             &self.first_poll_delay,
             &self.lock_acquisitions,
             &self.lock_contended,
@@ -410,6 +417,9 @@ impl Families {
             self.blocking_saturated.set(rt.blocking_saturated_seconds);
             self.scheduling_delay_max
                 .set(rt.scheduling_delay.last_seconds);
+            if let Some(m) = rt.max_blocking_threads {
+                self.blocking_max.set(clamp_i64(m));
+            }
             for (i, ratio) in rt.worker_busy_ratio.iter().enumerate() {
                 self.worker_busy_ratio
                     .with_label_values(&[i.to_string().as_str()])

@@ -50,6 +50,11 @@ async fn blocking_jobs_waiting_on_fs_exhaust_the_pool_until_switched_off() {
     let second = snap.runtime.clone().expect("runtime facts");
     assert_eq!(second.blocking_threads, MAX_BLOCKING, "{second:?}");
     assert_eq!(second.idle_blocking_threads, 0, "{second:?}");
+    assert_eq!(
+        second.max_blocking_threads,
+        Some(MAX_BLOCKING),
+        "{second:?}"
+    );
     assert!(
         second.blocking_queue_depth >= first.blocking_queue_depth,
         "the queue drained: {first:?} then {second:?}"

@@ -11,8 +11,9 @@
 //! once every worker is inside such a helper, no one drives the timer and the service stops
 //! completely: no request is answered, no timer fires, and nothing logs an error.
 //!
-//! While the fault is on, it spawns [`HANDLERS`] handler tasks (2: one per worker of the
-//! 2-worker demo). Each first awaits a reply from an upstream (a task on the outside runtime
+//! While the fault is on, it spawns one handler task per worker of the runtime (the
+//! scenario's [`HANDLERS`] = 2 on the 2-worker demo the tests run), so it stalls every
+//! worker on any machine. Each first awaits a reply from an upstream (a task on the outside runtime
 //! that answers both after [`WARM_UP`]), then processes items, calling the helper (a
 //! [`PAUSE`] sleep under `block_on`) from its poll for each item and writing each item with
 //! a short async sleep. Both handlers enter the helper at about the same time and both
@@ -116,8 +117,12 @@ impl Fault for BlockOnInRuntime {
     fn start(&self, ctx: &FaultContext) -> anyhow::Result<Active> {
         let stop = Arc::new(StopSignal::default());
         let counts = Arc::new(Counts::default());
-        let mut replies = Vec::with_capacity(HANDLERS);
-        for _ in 0..HANDLERS {
+        let handlers = tokio::runtime::Handle::current()
+            .metrics()
+            .num_workers()
+            .max(1);
+        let mut replies = Vec::with_capacity(handlers);
+        for _ in 0..handlers {
             let (reply_tx, reply_rx) = tokio::sync::oneshot::channel::<()>();
             replies.push(reply_tx);
             let (stop, counts) = (Arc::clone(&stop), Arc::clone(&counts));
@@ -132,7 +137,7 @@ impl Fault for BlockOnInRuntime {
         });
         Ok(Active::new(move || stop.stop()).with_status(move || {
             serde_json::json!({
-                "handlers": HANDLERS,
+                "handlers": handlers,
                 "helper_calls": counts.helper_calls.load(Ordering::Relaxed),
                 "items": counts.items.load(Ordering::Relaxed),
                 "cancelled": counts.cancelled.load(Ordering::Relaxed),
