@@ -151,6 +151,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let runtime = builder.build().context("cannot build the runtime")?;
 
     let exporter = taskscope_exporter::Exporter::new(agent)
+        .token_from_env()
+        .context("the taskscope token settings")?
         .bind(args.exporter_addr)
         .context("cannot start the taskscope exporter")?;
     let outside = outside::Outside::start().context("cannot start the outside runtime")?;

@@ -23,6 +23,7 @@
 //! # drop(runtime);
 //! ```
 
+mod auth;
 mod dump_text;
 mod locks_text;
 mod metrics;
@@ -34,6 +35,8 @@ use std::thread::JoinHandle;
 
 use taskscope::Agent;
 use tokio::sync::oneshot;
+
+pub use auth::{TOKEN_ENV, TOKEN_FILE_ENV, TOKEN_SCOPE_ENV, TokenError, TokenScope};
 
 /// Default address: loopback only, as Go's pprof examples should have been.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:6060";
@@ -56,18 +59,40 @@ pub enum ExporterError {
     /// The exporter's thread or runtime could not be started.
     #[error("cannot start the exporter thread")]
     Start(#[source] std::io::Error),
+    /// The token settings are wrong.
+    #[error(transparent)]
+    Token(#[from] TokenError),
 }
 
 /// An exporter not yet listening.
 #[derive(Debug, Clone)]
 pub struct Exporter {
     agent: Agent,
+    access: auth::Access,
 }
 
 impl Exporter {
     /// An exporter for `agent`.
     pub fn new(agent: Agent) -> Self {
-        Exporter { agent }
+        Exporter {
+            agent,
+            access: auth::Access::default(),
+        }
+    }
+
+    /// Requires `Authorization: Bearer <token>` on the endpoints `scope` names; others
+    /// get 401. Prefer [`Exporter::token_from_env`] in services.
+    pub fn token(mut self, token: &str, scope: TokenScope) -> Result<Self, ExporterError> {
+        self.access = auth::Access::token(token, scope)?;
+        Ok(self)
+    }
+
+    /// Takes the token from `TASKSCOPE_TOKEN`, or from the file named by
+    /// `TASKSCOPE_TOKEN_FILE`, with `TASKSCOPE_TOKEN_SCOPE=all|debug` (default all); stays
+    /// open when neither is set.
+    pub fn token_from_env(mut self) -> Result<Self, ExporterError> {
+        self.access = auth::Access::from_env()?;
+        Ok(self)
     }
 
     /// Binds `addr` (port 0 picks a free port) and starts serving on a thread of its own.
@@ -86,7 +111,19 @@ impl Exporter {
             .build()
             .map_err(ExporterError::Start)?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let app = routes::router(self.agent);
+        if !local_addr.ip().is_loopback() && self.access.is_open() {
+            tracing::warn!(
+                "taskscope exporter listens on {local_addr}, beyond loopback, without a token: \
+                 anyone who reaches it can read the service's tasks and pause its runtime with \
+                 task dumps; set {} (see the README, Security)",
+                auth::TOKEN_ENV
+            );
+        }
+        tracing::info!(
+            "taskscope exporter listening on http://{local_addr} ({})",
+            self.access.describe()
+        );
+        let app = routes::router(self.agent, self.access);
         let thread = std::thread::Builder::new()
             .name("taskscope-exporter".into())
             .spawn(move || {

@@ -21,7 +21,7 @@ struct AppState {
     registry: Registry,
 }
 
-pub(crate) fn router(agent: Agent) -> Router {
+pub(crate) fn router(agent: Agent, access: crate::auth::Access) -> Router {
     let state = Arc::new(AppState {
         registry: metrics::registry(agent.clone()),
         agent,
@@ -39,6 +39,10 @@ pub(crate) fn router(agent: Agent) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            crate::auth::check,
+        ))
 }
 
 const INDEX: &str = "taskscope exporter\n\

@@ -227,3 +227,71 @@ fn bad_requests_get_clear_errors() {
     let source = std::error::Error::source(&err).expect("the io error as source");
     assert!(source.to_string().contains("in use"), "{source}");
 }
+
+/// GET with an optional bearer token; the status.
+fn get_with(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> u16 {
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    client_rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .get(format!("http://{addr}{path}"))
+            .timeout(Duration::from_secs(5));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        req.send()
+            .await
+            .expect("exporter answers")
+            .status()
+            .as_u16()
+    })
+}
+
+#[test]
+fn a_token_guards_the_endpoints_its_scope_names() {
+    use taskscope_exporter::TokenScope;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(1).enable_all();
+    let agent = taskscope::install(&mut builder);
+    let _rt = builder.build().unwrap();
+    let all = Exporter::new(agent.clone())
+        .token("s3cret-token", TokenScope::Everything)
+        .unwrap()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let a = all.local_addr();
+    for path in [
+        "/metrics",
+        "/debug/taskscope/snapshot",
+        "/debug/taskscope/locks",
+        "/nope",
+    ] {
+        assert_eq!(get_with(a, path, None), 401, "{path}");
+        assert_eq!(get_with(a, path, Some("wrong-token!")), 401, "{path}");
+    }
+    assert_eq!(get_with(a, "/metrics", Some("s3cret-token")), 200);
+    assert_eq!(
+        get_with(a, "/debug/taskscope/snapshot", Some("s3cret-token")),
+        200
+    );
+    assert_eq!(get_with(a, "/nope", Some("s3cret-token")), 404);
+
+    let debug = Exporter::new(agent)
+        .token("s3cret-token", TokenScope::DebugOnly)
+        .unwrap()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let d = debug.local_addr();
+    assert_eq!(get_with(d, "/metrics", None), 200);
+    assert_eq!(get_with(d, "/debug/taskscope/dump?trace=0", None), 401);
+    assert_eq!(
+        get_with(d, "/debug/pprof/tasks?trace=0", Some("s3cret-token")),
+        200
+    );
+    // An empty token is refused at start, not accepted as "no token".
+    let empty =
+        Exporter::new(taskscope::Agent::builder().build()).token(" ", TokenScope::Everything);
+    assert!(empty.is_err());
+}

@@ -423,6 +423,38 @@ fn without_url_string(e: &reqwest::Error) -> String {
     }
 }
 
+/// Environment variable with the exporter's bearer token (as the exporter reads it).
+pub const TOKEN_ENV: &str = "TASKSCOPE_TOKEN";
+/// Environment variable naming a file that holds the token.
+pub const TOKEN_FILE_ENV: &str = "TASKSCOPE_TOKEN_FILE";
+
+/// An HTTP client builder with taskscope's user agent and, when `TASKSCOPE_TOKEN` (or the
+/// file named by `TASKSCOPE_TOKEN_FILE`) is set, `Authorization: Bearer <token>` on every
+/// request. The token never comes from a flag, so it does not show in `ps`.
+pub fn client_builder() -> anyhow::Result<reqwest::ClientBuilder> {
+    let token = match (std::env::var(TOKEN_ENV), std::env::var(TOKEN_FILE_ENV)) {
+        (Ok(t), _) => Some(t),
+        (Err(_), Ok(path)) => Some(std::fs::read_to_string(&path).map_err(|e| {
+            anyhow::anyhow!("cannot read the token file {path} ({TOKEN_FILE_ENV}): {e}")
+        })?),
+        _ => None,
+    };
+    let mut builder =
+        reqwest::Client::builder().user_agent(concat!("taskscope/", env!("CARGO_PKG_VERSION")));
+    if let Some(token) = token
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+    {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| anyhow::anyhow!("the token in {TOKEN_ENV} is not a valid header value"))?;
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        builder = builder.default_headers(headers);
+    }
+    Ok(builder)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,8 +58,7 @@ fn client() -> anyhow::Result<(tokio::runtime::Runtime, reqwest::Client)> {
         .enable_all()
         .build()
         .context("cannot start a tokio runtime")?;
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("taskscope/", env!("CARGO_PKG_VERSION")))
+    let client = taskscope_tui::client::client_builder()?
         .build()
         .context("cannot build the HTTP client")?;
     Ok((runtime, client))

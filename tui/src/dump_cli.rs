@@ -138,7 +138,7 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
 }
 
 async fn fetch(url: &str, base_url: &str, timeout: Duration) -> anyhow::Result<Vec<u8>> {
-    let client = reqwest::Client::builder()
+    let client = taskscope_tui::client::client_builder()?
         .timeout(timeout)
         .build()
         .context("cannot build an HTTP client")?;

@@ -114,9 +114,8 @@ fn run_blocking(url: String, refresh: Duration) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let client = reqwest::Client::builder()
+    let client = client::client_builder()?
         .timeout(FETCH_TIMEOUT)
-        .user_agent(concat!("taskscope/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("cannot build the HTTP client")?;
 
