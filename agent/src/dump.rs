@@ -54,6 +54,9 @@ pub enum DumpError {
     Busy,
 }
 
+/// Most tasks a dump lists one by one (`tasks: true`, `debug=2`); groups count every task.
+pub const MAX_DUMP_TASKS: usize = 100_000;
+
 /// Whether this build can trace tasks.
 pub const TRACING_SUPPORTED: bool = cfg!(all(feature = "taskdump", target_os = "linux"));
 
@@ -200,6 +203,14 @@ pub(crate) async fn take(
     let secs = inner.clock.calibrate();
     let groups = groups(inner, &entries, &stacks, &secs);
     let tasks = if options.tasks {
+        if entries.len() > MAX_DUMP_TASKS {
+            notes.push(format!(
+                "{} tasks listed of {} (the oldest; at most {MAX_DUMP_TASKS} per dump); the \
+                 groups count them all",
+                MAX_DUMP_TASKS,
+                entries.len()
+            ));
+        }
         task_rows(inner, &mut entries, &stacks, &secs)
     } else {
         Vec::new()
@@ -466,6 +477,7 @@ fn task_rows(
     entries.sort_by_key(|e| (e.slot.spawned, e.id));
     entries
         .iter_mut()
+        .take(MAX_DUMP_TASKS)
         .map(|e| DumpTask {
             id: e.id,
             site: inner.sites.label(e.slot.site).to_string(),

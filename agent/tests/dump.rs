@@ -195,3 +195,40 @@ fn registry_only_dumps_never_trace() {
     );
     assert_eq!(dump.total_tasks, 3);
 }
+
+#[test]
+fn a_task_listing_stops_at_the_cap_and_says_so() {
+    let (rt, agent) = runtime();
+    let n = taskscope::dump::MAX_DUMP_TASKS + 5;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    rt.block_on(async {
+        for _ in 0..n {
+            let mut rx = rx.clone();
+            tokio::spawn(async move {
+                let _ = rx.wait_for(|go| *go).await;
+            });
+        }
+    });
+    let outside = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dump = outside
+        .block_on(agent.dump(&DumpOptions {
+            trace: false,
+            tasks: true,
+            ..DumpOptions::default()
+        }))
+        .unwrap();
+    assert_eq!(dump.total_tasks, n as u64);
+    assert_eq!(dump.tasks.len(), taskscope::dump::MAX_DUMP_TASKS);
+    assert_eq!(dump.groups.iter().map(|g| g.count).sum::<u64>(), n as u64);
+    assert!(
+        dump.notes
+            .iter()
+            .any(|n| n.contains("100000 tasks listed of 100005")),
+        "{:?}",
+        dump.notes
+    );
+    let _ = tx.send(true);
+}

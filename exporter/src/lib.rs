@@ -69,7 +69,12 @@ pub enum ExporterError {
 pub struct Exporter {
     agent: Agent,
     access: auth::Access,
+    min_dump_interval: std::time::Duration,
 }
+
+/// Default least time between two traced task dumps served (see
+/// [`Exporter::min_dump_interval`]).
+pub const DEFAULT_MIN_DUMP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Exporter {
     /// An exporter for `agent`.
@@ -77,7 +82,17 @@ impl Exporter {
         Exporter {
             agent,
             access: auth::Access::default(),
+            min_dump_interval: DEFAULT_MIN_DUMP_INTERVAL,
         }
+    }
+
+    /// Serves at most one traced task dump per `interval` (default
+    /// [`DEFAULT_MIN_DUMP_INTERVAL`]): a traced dump pauses the service's runtime, so a
+    /// client looping on the dump endpoints gets registry-only dumps in between (which
+    /// never pause it), each saying why. `Duration::ZERO` turns the limit off.
+    pub fn min_dump_interval(mut self, interval: std::time::Duration) -> Self {
+        self.min_dump_interval = interval;
+        self
     }
 
     /// Requires `Authorization: Bearer <token>` on the endpoints `scope` names; others
@@ -123,7 +138,7 @@ impl Exporter {
             "taskscope exporter listening on http://{local_addr} ({})",
             self.access.describe()
         );
-        let app = routes::router(self.agent, self.access);
+        let app = routes::router(self.agent, self.access, self.min_dump_interval);
         let thread = std::thread::Builder::new()
             .name("taskscope-exporter".into())
             .spawn(move || {

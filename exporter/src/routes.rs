@@ -19,12 +19,57 @@ use crate::metrics;
 struct AppState {
     agent: Agent,
     registry: Registry,
+    /// Traced dumps pause the service's runtime: at most one per this interval.
+    min_dump_interval: Duration,
+    /// When the last traced dump started.
+    last_traced: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
-pub(crate) fn router(agent: Agent, access: crate::auth::Access) -> Router {
+impl AppState {
+    /// Takes a dump, answering from the registry when a traced one was taken less than
+    /// `min_dump_interval` ago (so a client looping on the endpoint cannot keep the
+    /// runtime paused).
+    async fn dump(&self, options: &DumpOptions) -> Result<taskscope::model::Dump, DumpError> {
+        let started = std::time::Instant::now();
+        let mut options = options.clone();
+        let mut limited = None;
+        if options.trace {
+            let last = *self.last_traced.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(last) = last.filter(|l| started.duration_since(*l) < self.min_dump_interval)
+            {
+                options.trace = false;
+                limited = Some(started.duration_since(last));
+            }
+        }
+        let mut dump = self.agent.dump(&options).await?;
+        if dump.source == taskscope::model::DumpSource::Traced {
+            *self.last_traced.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
+        }
+        if let Some(ago) = limited {
+            dump.notes.insert(
+                0,
+                format!(
+                    "registry only: traced dumps pause the runtime and this exporter allows \
+                     one per {:.1} s; the last one started {:.1} s ago",
+                    self.min_dump_interval.as_secs_f64(),
+                    ago.as_secs_f64()
+                ),
+            );
+        }
+        Ok(dump)
+    }
+}
+
+pub(crate) fn router(
+    agent: Agent,
+    access: crate::auth::Access,
+    min_dump_interval: Duration,
+) -> Router {
     let state = Arc::new(AppState {
         registry: metrics::registry(agent.clone()),
         agent,
+        min_dump_interval,
+        last_traced: std::sync::Mutex::new(None),
     });
     Router::new()
         .route("/", get(index))
@@ -212,7 +257,7 @@ async fn dump(
         Ok(p) => p,
         Err(message) => return bad_request(message),
     };
-    let dump = match state.agent.dump(&params.options).await {
+    let dump = match state.dump(&params.options).await {
         Ok(d) => d,
         Err(e @ DumpError::Busy) => {
             return (StatusCode::TOO_MANY_REQUESTS, format!("{e}\n")).into_response();
@@ -252,7 +297,7 @@ async fn pprof_tasks(
         Ok(p) => p.options,
         Err(message) => return bad_request(message),
     };
-    let dump = match state.agent.dump(&options).await {
+    let dump = match state.dump(&options).await {
         Ok(d) => d,
         Err(e @ DumpError::Busy) => {
             return (StatusCode::TOO_MANY_REQUESTS, format!("{e}\n")).into_response();

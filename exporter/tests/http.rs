@@ -295,3 +295,40 @@ fn a_token_guards_the_endpoints_its_scope_names() {
         Exporter::new(taskscope::Agent::builder().build()).token(" ", TokenScope::Everything);
     assert!(empty.is_err());
 }
+
+#[test]
+fn traced_dumps_are_limited_to_one_per_interval() {
+    use taskscope::model::{Dump, DumpSource};
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(1).enable_all();
+    let agent = taskscope::install(&mut builder);
+    let rt = builder.build().unwrap();
+    rt.block_on(async { tokio::spawn(async {}).await.unwrap() });
+    let exporter = Exporter::new(agent)
+        .min_dump_interval(Duration::from_secs(60))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let addr = exporter.local_addr();
+    let dump = |path: &str| -> Dump {
+        let (status, _, body) = get(addr, path);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let first = dump("/debug/taskscope/dump?format=json");
+    let second = dump("/debug/taskscope/dump?format=json");
+    if first.source == DumpSource::Traced {
+        // Builds with task dumps: the second comes from the registry, and says why.
+        assert_eq!(second.source, DumpSource::Registry, "{second:?}");
+        assert!(
+            second.notes[0].contains("one per 60.0 s"),
+            "{:?}",
+            second.notes
+        );
+    } else {
+        // Builds without: nothing traced, nothing limited.
+        assert!(second.notes.iter().all(|n| !n.contains("one per")));
+    }
+    // Registry-only dumps are never limited.
+    let registry = dump("/debug/taskscope/dump?format=json&trace=0");
+    assert!(registry.notes.iter().all(|n| !n.contains("one per")));
+}
