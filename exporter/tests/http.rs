@@ -332,3 +332,49 @@ fn traced_dumps_are_limited_to_one_per_interval() {
     let registry = dump("/debug/taskscope/dump?format=json&trace=0");
     assert!(registry.notes.iter().all(|n| !n.contains("one per")));
 }
+
+#[test]
+fn text_dumps_list_groups_and_tasks_like_gos_debug_levels() {
+    let (rt, exporter) = service(2);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let ids: Vec<u64> = (0..3)
+        .map(|_| {
+            let mut rx = rx.clone();
+            let h = rt.spawn(async move { rx.wait_for(|go| *go).await.map(|_| ()) }); // site: texts
+            h.id().to_string().parse().unwrap()
+        })
+        .collect();
+    let site = site_of("// site: texts");
+    let addr = exporter.local_addr();
+    let mut text = String::new();
+    for _ in 0..200 {
+        let (status, ctype, body) = get(addr, "/debug/taskscope/dump?trace=0");
+        assert_eq!((status, ctype.as_str()), (200, "text/plain; charset=utf-8"));
+        text = body;
+        if text.contains(&format!("3 @ {site}\t")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        text.starts_with("task dump: 3 tasks in 1 groups (registry only)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("3 @ {site}\tidle min/median/max ")),
+        "{text}"
+    );
+    assert!(
+        text.contains("#\t(no await point: registry only, or not traced)"),
+        "{text}"
+    );
+    let (_, _, tasks) = get(addr, "/debug/taskscope/dump?trace=0&debug=2");
+    for id in &ids {
+        assert!(
+            tasks.contains(&format!("task {id} [idle, "))
+                && tasks.contains(&format!("spawned at {site}")),
+            "{tasks}"
+        );
+    }
+    let _ = tx.send(true);
+}
