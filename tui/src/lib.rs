@@ -12,6 +12,10 @@
 //! `l` switches the table to the instrumented locks (`taskscope::sync`), most waited-on
 //! first, with the selected lock's holders, waiters and the holder sites charged with the
 //! delay; `l` again, `q` or Esc goes back to the sites.
+//!
+//! `f` lists every finding, with the selected one's summary and evidence; Enter opens its
+//! site's detail, or the locks view on its lock. `p` freezes the display (fetching goes
+//! on), `+`/`-` halve or double the refresh interval, and `?` shows every key.
 
 #![warn(missing_docs)]
 
@@ -42,12 +46,15 @@ pub const DEFAULT_REFRESH: Duration = Duration::from_secs(1);
 /// Shortest time between fetches accepted.
 pub const MIN_REFRESH: Duration = Duration::from_millis(100);
 
+/// Longest time between fetches accepted (`-` doubles the interval up to it).
+pub const MAX_REFRESH: Duration = Duration::from_secs(60);
+
 /// What to watch and how often.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Base URL of the target's exporter, e.g. `http://127.0.0.1:6060` or `127.0.0.1:6060`.
     pub url: String,
-    /// Time between fetches (at least [`MIN_REFRESH`]).
+    /// Time between fetches ([`MIN_REFRESH`] to [`MAX_REFRESH`]; changed with `+`/`-`).
     pub refresh: Duration,
 }
 
@@ -94,7 +101,7 @@ pub fn normalize_url(url: &str) -> anyhow::Result<String> {
 /// on every exit path, errors and panics included.
 pub fn run(config: Config) -> anyhow::Result<()> {
     let url = normalize_url(&config.url)?;
-    let refresh = config.refresh.max(MIN_REFRESH);
+    let refresh = config.refresh.clamp(MIN_REFRESH, MAX_REFRESH);
     anyhow::ensure!(
         std::io::IsTerminal::is_terminal(&std::io::stdout()),
         "taskscope draws in a terminal, but its output is not one"
@@ -121,8 +128,10 @@ fn run_blocking(url: String, refresh: Duration) -> anyhow::Result<()> {
 
     let _guard = TerminalGuard;
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
-    let app = App::new(url, Instant::now()).with_no_color(no_color_from_env());
-    rt.block_on(event_loop(&mut terminal, app, client, refresh))
+    let app = App::new(url, Instant::now())
+        .with_no_color(no_color_from_env())
+        .with_refresh(refresh);
+    rt.block_on(event_loop(&mut terminal, app, client))
     // `_guard` restores the terminal here, and also on early return or unwinding.
 }
 
@@ -143,15 +152,50 @@ type DumpFuture = (u64, Pin<Box<dyn Future<Output = Result<Dump, FetchError>>>>)
 /// Marking a baseline in flight.
 type BaselineFuture = Pin<Box<dyn Future<Output = Result<u64, FetchError>>>>;
 
+/// When to fetch: every [`App::refresh`], following it when `+`/`-` change it.
+struct FetchTicker {
+    interval: tokio::time::Interval,
+}
+
+impl FetchTicker {
+    /// Ticks at once, then every `period`.
+    fn new(period: Duration) -> Self {
+        FetchTicker {
+            interval: Self::interval(Duration::ZERO, period),
+        }
+    }
+
+    fn interval(first: Duration, period: Duration) -> tokio::time::Interval {
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    }
+
+    /// Switches to `period` when it differs from the current one: the next tick comes
+    /// `period` from now (not after the rest of an old, maybe much longer, wait).
+    fn follow(&mut self, period: Duration) {
+        if self.interval.period() != period {
+            self.interval = Self::interval(period, period);
+        }
+    }
+
+    #[cfg(test)]
+    fn period(&self) -> Duration {
+        self.interval.period()
+    }
+
+    async fn tick(&mut self) {
+        self.interval.tick().await;
+    }
+}
+
 async fn event_loop(
     terminal: &mut DefaultTerminal,
     mut app: App,
     client: reqwest::Client,
-    refresh: Duration,
 ) -> anyhow::Result<()> {
     let mut events = EventStream::new();
-    let mut ticker = tokio::time::interval(refresh);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = FetchTicker::new(app.refresh());
     // At most one fetch in flight; polled by the select below, so keys are never blocked.
     let mut in_flight: Option<FetchFuture> = None;
     // At most one dump in flight, likewise; a dump asked for meanwhile starts after it (the
@@ -161,6 +205,7 @@ async fn event_loop(
 
     loop {
         app.tick(Instant::now());
+        ticker.follow(app.refresh());
         if baseline_in_flight.is_none() && app.take_baseline_request() {
             let client = client.clone();
             let url = app.target.clone();
@@ -185,6 +230,9 @@ async fn event_loop(
             View::Detail => {
                 let (rows, lines) = view::detail_metrics(size.into(), &app);
                 app.set_detail_viewport(rows, lines);
+            }
+            View::Findings => {
+                app.set_finding_viewport_rows(view::finding_table_body_rows(size.into(), &app))
             }
         }
         terminal
@@ -222,8 +270,9 @@ async fn event_loop(
                 baseline_in_flight = None;
                 app.apply_baseline(result, Instant::now());
             }
-            // Redraw when a footer notice expires.
-            _ = tokio::time::sleep(Duration::from_millis(500)), if app.notice().is_some() => {}
+            // Redraw when a footer notice expires, and to count the seconds since pausing.
+            _ = tokio::time::sleep(Duration::from_millis(500)),
+                if app.notice().is_some() || app.paused_at().is_some() => {}
         }
     }
 }
@@ -265,7 +314,42 @@ fn handle_key(app: &mut App, key: KeyEvent) -> Flow {
     if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
         return Flow::Quit;
     }
+    // The help overlay takes every key until it is closed.
+    if app.help_shown() {
+        if matches!(key.code, KeyCode::Char('?') | KeyCode::Esc) {
+            app.close_help();
+        }
+        return Flow::Continue;
+    }
     let nav = match (app.view(), key.code) {
+        (_, KeyCode::Char('?')) => {
+            app.toggle_help();
+            return Flow::Continue;
+        }
+        (_, KeyCode::Char('p')) => {
+            app.toggle_pause(Instant::now());
+            return Flow::Continue;
+        }
+        (_, KeyCode::Char('+')) => {
+            app.refresh_faster();
+            return Flow::Continue;
+        }
+        (_, KeyCode::Char('-')) => {
+            app.refresh_slower();
+            return Flow::Continue;
+        }
+        (View::Sites | View::Locks, KeyCode::Char('f')) => {
+            app.open_findings();
+            return Flow::Continue;
+        }
+        (View::Findings, KeyCode::Char('f' | 'q') | KeyCode::Esc) => {
+            app.close_findings();
+            return Flow::Continue;
+        }
+        (View::Findings, KeyCode::Enter) => {
+            app.open_selected_finding();
+            return Flow::Continue;
+        }
         (View::Sites, KeyCode::Char('q') | KeyCode::Esc) => return Flow::Quit,
         (View::Sites, KeyCode::Enter) => {
             app.open_detail();
@@ -481,6 +565,133 @@ mod tests {
         assert_eq!(app.view(), View::Detail);
         handle_key(&mut app, key(KeyCode::Char('l')));
         assert_eq!(app.view(), View::Detail);
+    }
+
+    #[test]
+    fn keys_for_help_pause_refresh_and_findings() {
+        use taskscope::model::{Finding, FindingKind, LockRow, SiteRow};
+        let t0 = Instant::now();
+        let mut app = App::new("http://x", t0);
+        let key = |code| KeyEvent::new(code, KeyModifiers::NONE);
+        app.apply(
+            Ok(Snapshot {
+                sites: vec![SiteRow {
+                    site: "a.rs:1:1".into(),
+                    live: 1,
+                    ..Default::default()
+                }],
+                locks: vec![LockRow {
+                    lock: "m".into(),
+                    ..LockRow::default()
+                }],
+                findings: vec![
+                    Finding {
+                        kind: FindingKind::HotLock,
+                        site: "m".into(),
+                        ..Finding::default()
+                    },
+                    Finding {
+                        kind: FindingKind::Growth,
+                        site: "a.rs:1:1".into(),
+                        ..Finding::default()
+                    },
+                ],
+                ..Snapshot::default()
+            }),
+            t0,
+        );
+        // ? opens the help; it takes every key (q does not quit) until ? or Esc.
+        handle_key(&mut app, key(KeyCode::Char('?')));
+        assert!(app.help_shown());
+        assert_eq!(
+            handle_key(&mut app, key(KeyCode::Char('q'))),
+            Flow::Continue
+        );
+        handle_key(&mut app, key(KeyCode::Char('p')));
+        assert_eq!(app.paused_at(), None, "swallowed by the help");
+        handle_key(&mut app, key(KeyCode::Esc));
+        assert!(!app.help_shown());
+        assert_eq!(app.view(), View::Sites);
+        handle_key(&mut app, key(KeyCode::Char('?')));
+        handle_key(&mut app, key(KeyCode::Char('?')));
+        assert!(!app.help_shown());
+        // p pauses and resumes, from any view.
+        handle_key(&mut app, key(KeyCode::Char('p')));
+        assert!(app.paused_at().is_some());
+        handle_key(&mut app, key(KeyCode::Char('p')));
+        assert!(app.paused_at().is_none());
+        // + halves, - doubles.
+        assert_eq!(app.refresh(), DEFAULT_REFRESH);
+        handle_key(&mut app, key(KeyCode::Char('+')));
+        assert_eq!(app.refresh(), Duration::from_millis(500));
+        handle_key(&mut app, key(KeyCode::Char('-')));
+        handle_key(&mut app, key(KeyCode::Char('-')));
+        assert_eq!(app.refresh(), Duration::from_secs(2));
+        // f opens the findings; Enter on the hot lock opens the locks view, whose q comes
+        // back to the findings; Enter on the growth opens the site's detail, likewise.
+        handle_key(&mut app, key(KeyCode::Char('f')));
+        assert_eq!(app.view(), View::Findings);
+        handle_key(&mut app, key(KeyCode::Enter));
+        assert_eq!(app.view(), View::Locks);
+        handle_key(&mut app, key(KeyCode::Char('q')));
+        assert_eq!(app.view(), View::Findings);
+        handle_key(&mut app, key(KeyCode::Down));
+        handle_key(&mut app, key(KeyCode::Enter));
+        assert_eq!(app.view(), View::Detail);
+        assert_eq!(
+            app.take_dump_request().map(|r| r.site).as_deref(),
+            Some("a.rs:1:1")
+        );
+        handle_key(&mut app, key(KeyCode::Esc));
+        assert_eq!(app.view(), View::Findings);
+        // f, q and Esc go back to the sites without quitting; f also opens from the locks.
+        for back in [KeyCode::Char('f'), KeyCode::Char('q'), KeyCode::Esc] {
+            assert_eq!(handle_key(&mut app, key(back)), Flow::Continue);
+            assert_eq!(app.view(), View::Sites);
+            handle_key(&mut app, key(KeyCode::Char('f')));
+            assert_eq!(app.view(), View::Findings);
+        }
+        handle_key(&mut app, key(KeyCode::Esc));
+        handle_key(&mut app, key(KeyCode::Char('l')));
+        handle_key(&mut app, key(KeyCode::Char('f')));
+        assert_eq!(app.view(), View::Findings);
+        // Not from the detail view.
+        handle_key(&mut app, key(KeyCode::Esc));
+        handle_key(&mut app, key(KeyCode::Enter));
+        assert_eq!(app.view(), View::Detail);
+        handle_key(&mut app, key(KeyCode::Char('f')));
+        assert_eq!(app.view(), View::Detail);
+    }
+
+    #[tokio::test]
+    async fn the_fetch_ticker_follows_the_refresh_interval() {
+        let mut app = App::new("http://x", Instant::now()).with_refresh(MAX_REFRESH);
+        let mut ticker = FetchTicker::new(app.refresh());
+        // The first fetch at once, the next one a minute later.
+        tokio::time::timeout(Duration::from_millis(500), ticker.tick())
+            .await
+            .expect("first tick at once");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(150), ticker.tick())
+                .await
+                .is_err()
+        );
+        // + down to the shortest interval: the loop's ticker follows, and ticks soon.
+        let key = KeyEvent::new(KeyCode::Char('+'), KeyModifiers::NONE);
+        for _ in 0..20 {
+            handle_key(&mut app, key);
+        }
+        assert_eq!(app.refresh(), MIN_REFRESH);
+        ticker.follow(app.refresh());
+        assert_eq!(ticker.period(), MIN_REFRESH);
+        for _ in 0..2 {
+            tokio::time::timeout(Duration::from_secs(2), ticker.tick())
+                .await
+                .expect("a tick at the new interval");
+        }
+        // Unchanged: following again keeps the schedule.
+        ticker.follow(MIN_REFRESH);
+        assert_eq!(ticker.period(), MIN_REFRESH);
     }
 
     #[test]

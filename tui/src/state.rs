@@ -1,7 +1,8 @@
 //! What the UI knows, apart from how it is drawn: connection status, the last good
 //! snapshot, short histories of live counts, the selection, the site detail view with its
-//! task dump, and the locks view's selection. Pure logic: time comes in as arguments,
-//! nothing here does I/O.
+//! task dump, the locks and findings views' selections, the refresh interval, a paused
+//! display and the help overlay. Pure logic: time comes in as arguments, nothing here does
+//! I/O.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use taskscope::model::{
 };
 
 use crate::client::FetchError;
+use crate::{DEFAULT_REFRESH, MAX_REFRESH, MIN_REFRESH};
 
 /// Samples kept per history ring (one per successful poll: 60 s at the default refresh).
 pub const HISTORY_LEN: usize = 60;
@@ -115,6 +117,20 @@ pub enum View {
     /// The table of instrumented locks, with the selected lock's holders and waiters
     /// (see [`App::locks`]).
     Locks,
+    /// Every finding of the snapshot, with the selected one's summary and evidence (see
+    /// [`App::findings`]).
+    Findings,
+}
+
+/// What Enter on a finding opens (see [`App::finding_target`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FindingTarget {
+    /// The detail view of this spawn site of the sites table.
+    Site(String),
+    /// The locks view, on this lock when one of the snapshot's locks matches the finding.
+    Lock(Option<String>),
+    /// Nothing: the finding's site is neither a spawn site of the table nor a lock.
+    Nothing,
 }
 
 /// A dump the event loop should take: the site, and an id to hand back with the result
@@ -181,6 +197,41 @@ impl Detail {
 /// How long a footer notice stays.
 pub const NOTICE_FOR: Duration = Duration::from_secs(5);
 
+/// What the screen is drawn from: the last good snapshot and the histories up to it. The
+/// live copy follows every fetch; a paused display shows a frozen copy (see
+/// [`App::toggle_pause`]).
+#[derive(Debug, Clone, Default)]
+struct Data {
+    snapshot: Option<Snapshot>,
+    received_at: Option<Instant>,
+    /// Site rows of the snapshot, sorted by live count descending.
+    rows: Vec<SiteRow>,
+    site_history: HashMap<String, SiteHistory>,
+    total_history: History,
+    /// When a snapshot last came from a different process than the one before.
+    restarted_at: Option<Instant>,
+}
+
+/// A paused display: since when, and what it shows meanwhile.
+#[derive(Debug, Clone)]
+struct Paused {
+    at: Instant,
+    data: Data,
+}
+
+/// The items selected in the tables, by identity rather than index, to keep them selected
+/// when what is shown changes.
+struct SelectionKeys {
+    site: Option<String>,
+    lock: Option<String>,
+    finding: Option<(FindingKind, String)>,
+}
+
+/// `refresh` within [`MIN_REFRESH`]`..=`[`MAX_REFRESH`].
+fn clamp_refresh(refresh: Duration) -> Duration {
+    refresh.clamp(MIN_REFRESH, MAX_REFRESH)
+}
+
 /// The TUI's state.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -190,17 +241,17 @@ pub struct App {
     pub status: ConnectionStatus,
     /// Draw without colours (the `NO_COLOR` convention).
     pub no_color: bool,
-    snapshot: Option<Snapshot>,
-    received_at: Option<Instant>,
+    /// Follows every successful fetch.
+    live: Data,
+    /// While the display is paused: what it shows.
+    paused: Option<Paused>,
     now: Instant,
-    /// Site rows of the last snapshot, sorted by live count descending.
-    rows: Vec<SiteRow>,
-    site_history: HashMap<String, SiteHistory>,
-    total_history: History,
     /// Successful polls so far.
     polls: u64,
-    /// When a snapshot last came from a different process than the one before.
-    restarted_at: Option<Instant>,
+    /// Time between fetches.
+    refresh: Duration,
+    /// Whether the help overlay is shown.
+    help: bool,
     selected: usize,
     offset: usize,
     viewport_rows: usize,
@@ -219,6 +270,16 @@ pub struct App {
     /// Index of the first lock row shown.
     lock_offset: usize,
     lock_viewport_rows: usize,
+    /// Where q/Esc go from the locks view: the sites table, or the findings view when the
+    /// locks view was opened from a finding.
+    locks_back: View,
+    /// Likewise from the site detail view.
+    detail_back: View,
+    /// Index of the selected row in [`App::findings`].
+    finding_selected: usize,
+    /// Index of the first finding row shown.
+    finding_offset: usize,
+    finding_viewport_rows: usize,
 }
 
 impl App {
@@ -228,14 +289,12 @@ impl App {
             target: target.into(),
             status: ConnectionStatus::Connecting,
             no_color: false,
-            snapshot: None,
-            received_at: None,
+            live: Data::default(),
+            paused: None,
             now,
-            rows: Vec::new(),
-            site_history: HashMap::new(),
-            total_history: History::default(),
             polls: 0,
-            restarted_at: None,
+            refresh: DEFAULT_REFRESH,
+            help: false,
             selected: 0,
             offset: 0,
             viewport_rows: 10,
@@ -248,7 +307,80 @@ impl App {
             lock_selected: 0,
             lock_offset: 0,
             lock_viewport_rows: 5,
+            locks_back: View::Sites,
+            detail_back: View::Sites,
+            finding_selected: 0,
+            finding_offset: 0,
+            finding_viewport_rows: 5,
         }
+    }
+
+    /// What the screen shows: the live data, or the frozen copy while paused.
+    fn shown(&self) -> &Data {
+        self.paused.as_ref().map_or(&self.live, |p| &p.data)
+    }
+
+    /// Sets the time between fetches, within [`MIN_REFRESH`]`..=`[`MAX_REFRESH`].
+    pub fn with_refresh(mut self, refresh: Duration) -> Self {
+        self.refresh = clamp_refresh(refresh);
+        self
+    }
+
+    /// Time between fetches; the event loop follows it when it changes.
+    pub fn refresh(&self) -> Duration {
+        self.refresh
+    }
+
+    /// Fetches twice as often (key `+`), down to [`MIN_REFRESH`]; returns the new interval.
+    pub fn refresh_faster(&mut self) -> Duration {
+        self.refresh = clamp_refresh(self.refresh / 2);
+        self.refresh
+    }
+
+    /// Fetches half as often (key `-`), up to [`MAX_REFRESH`]; returns the new interval.
+    pub fn refresh_slower(&mut self) -> Duration {
+        self.refresh = clamp_refresh(self.refresh.saturating_mul(2));
+        self.refresh
+    }
+
+    /// Pauses the display at `now`, or resumes it (key `p`); returns whether it is paused
+    /// afterwards. While paused, fetches go on and histories keep growing, but everything
+    /// shown (tables, header, findings, histories) is the data of the moment of pausing;
+    /// resuming shows the live data again, with the same items selected.
+    pub fn toggle_pause(&mut self, now: Instant) -> bool {
+        self.tick(now);
+        if self.paused.is_some() {
+            let keys = self.selection_keys();
+            self.paused = None;
+            self.restore_selection(keys);
+            false
+        } else {
+            self.paused = Some(Paused {
+                at: self.now,
+                data: self.live.clone(),
+            });
+            true
+        }
+    }
+
+    /// When the display was paused, while it is.
+    pub fn paused_at(&self) -> Option<Instant> {
+        self.paused.as_ref().map(|p| p.at)
+    }
+
+    /// Shows or hides the help overlay (key `?`).
+    pub fn toggle_help(&mut self) {
+        self.help = !self.help;
+    }
+
+    /// Hides the help overlay.
+    pub fn close_help(&mut self) {
+        self.help = false;
+    }
+
+    /// Whether the help overlay is shown (over the current view).
+    pub fn help_shown(&self) -> bool {
+        self.help
     }
 
     /// Asks for a baseline to be marked on the target (key `b`).
@@ -281,7 +413,8 @@ impl App {
 
     /// The most severe finding's severity at `site` in the last snapshot, if any.
     pub fn site_severity(&self, site: &str) -> Option<Severity> {
-        self.snapshot
+        self.shown()
+            .snapshot
             .as_ref()?
             .findings
             .iter()
@@ -299,23 +432,25 @@ impl App {
     /// Records the outcome of one fetch, finished at `now`.
     ///
     /// On success the snapshot replaces the previous one and every history gets a sample;
-    /// on failure the last good snapshot is kept and the status becomes disconnected.
+    /// on failure the last good snapshot is kept and the status becomes disconnected. While
+    /// the display is paused this updates the live data only, not what is shown.
     pub fn apply(&mut self, result: Result<Snapshot, FetchError>, now: Instant) {
         self.tick(now);
         match result {
             Ok(snapshot) => {
                 self.status = ConnectionStatus::Connected;
-                self.received_at = Some(now);
+                self.live.received_at = Some(now);
                 if self
+                    .live
                     .snapshot
                     .as_ref()
                     .is_some_and(|prev| is_restart(prev, &snapshot))
                 {
                     // A new process: its counters start again, so the old history would
                     // read as a drop. Start the history afresh and say so.
-                    self.site_history.clear();
-                    self.total_history = History::default();
-                    self.restarted_at = Some(now);
+                    self.live.site_history.clear();
+                    self.live.total_history = History::default();
+                    self.live.restarted_at = Some(now);
                 }
                 self.record(snapshot);
             }
@@ -344,52 +479,55 @@ impl App {
         self.now
     }
 
-    /// The last good snapshot, kept while the target is unreachable.
+    /// The last good snapshot, kept while the target is unreachable; while the display is
+    /// paused, the one of the moment of pausing (as for every accessor of shown data
+    /// below).
     pub fn snapshot(&self) -> Option<&Snapshot> {
-        self.snapshot.as_ref()
+        self.shown().snapshot.as_ref()
     }
 
     /// When the last good snapshot arrived.
     pub fn received_at(&self) -> Option<Instant> {
-        self.received_at
+        self.shown().received_at
     }
 
     /// When the target was last seen to restart (a new pid or agent start time).
     pub fn restarted_at(&self) -> Option<Instant> {
-        self.restarted_at
+        self.shown().restarted_at
     }
 
     /// Age of the last good snapshot.
     pub fn data_age(&self) -> Option<Duration> {
-        self.received_at
+        self.received_at()
             .map(|at| self.now.saturating_duration_since(at))
     }
 
     /// Site rows of the last good snapshot, by live count descending.
     pub fn rows(&self) -> &[SiteRow] {
-        &self.rows
+        &self.shown().rows
     }
 
     /// Sum of live tasks over all sites of the last good snapshot.
     pub fn live_total(&self) -> u64 {
-        self.rows
+        self.rows()
             .iter()
             .fold(0u64, |acc, r| acc.saturating_add(r.live))
     }
 
     /// Live-count history of one site, oldest first.
     pub fn site_history(&self, site: &str) -> Option<&History> {
-        self.site_history.get(site).map(|h| &h.history)
+        self.shown().site_history.get(site).map(|h| &h.history)
     }
 
-    /// Number of sites whose history is kept (at most [`MAX_TRACKED_SITES`]).
+    /// Number of sites whose history is kept (at most [`MAX_TRACKED_SITES`]), live data
+    /// even while paused.
     pub fn tracked_sites(&self) -> usize {
-        self.site_history.len()
+        self.live.site_history.len()
     }
 
     /// History of the total live count, oldest first.
     pub fn total_history(&self) -> &History {
-        &self.total_history
+        &self.shown().total_history
     }
 
     /// Index of the selected row in [`App::rows`].
@@ -410,7 +548,7 @@ impl App {
 
     /// The row of the last good snapshot for `site`, if it is there.
     pub fn site_row(&self, site: &str) -> Option<&SiteRow> {
-        self.rows.iter().find(|r| r.site == site)
+        self.rows().iter().find(|r| r.site == site)
     }
 
     /// The screen shown.
@@ -425,11 +563,13 @@ impl App {
 
     /// Opens the detail view of the selected site and asks for its dump (see
     /// [`App::take_dump_request`]). Does nothing, and returns false, when there is no row.
+    /// q/Esc go back to the sites table.
     pub fn open_detail(&mut self) -> bool {
-        let Some(site) = self.rows.get(self.selected).map(|r| r.site.clone()) else {
+        let Some(site) = self.rows().get(self.selected).map(|r| r.site.clone()) else {
             return false;
         };
         self.view = View::Detail;
+        self.detail_back = View::Sites;
         self.detail = Some(Detail {
             site,
             dump: None,
@@ -445,44 +585,160 @@ impl App {
         true
     }
 
-    /// Back to the sites table. A dump still in flight is ignored when it arrives.
+    /// Back from the detail view to where it was opened from: the sites table, or the
+    /// findings view. A dump still in flight is ignored when it arrives.
     pub fn close_detail(&mut self) {
-        self.view = View::Sites;
+        if self.view == View::Detail {
+            self.view = self.detail_back;
+        }
         self.detail = None;
         self.dump_to_start = None;
     }
 
     /// Switches between the sites table and the locks view (key `l`); does nothing in
-    /// the site detail view. Returns the view shown afterwards.
+    /// the site detail and findings views. Returns the view shown afterwards.
     pub fn toggle_locks(&mut self) -> View {
         match self.view {
             View::Sites => self.open_locks(),
             View::Locks => self.close_locks(),
-            View::Detail => {}
+            View::Detail | View::Findings => {}
         }
         self.view
     }
 
-    /// Shows the locks view (from the sites table; the site detail view is closed).
+    /// Shows the locks view (the site detail view is closed); q/Esc go back to the sites
+    /// table.
     pub fn open_locks(&mut self) {
         if self.view == View::Detail {
             self.close_detail();
         }
         self.view = View::Locks;
+        self.locks_back = View::Sites;
         self.clamp_locks();
     }
 
-    /// Back from the locks view to the sites table; the lock selection is kept.
+    /// Back from the locks view to where it was opened from (the sites table, or the
+    /// findings view); the lock selection is kept.
     pub fn close_locks(&mut self) {
         if self.view == View::Locks {
+            self.view = self.locks_back;
+        }
+    }
+
+    /// Findings of the last good snapshot, in the snapshot's order (most severe first).
+    pub fn findings(&self) -> &[Finding] {
+        self.snapshot().map_or(&[], |s| &s.findings[..])
+    }
+
+    /// Index of the selected row in [`App::findings`].
+    pub fn finding_selected(&self) -> usize {
+        self.finding_selected
+    }
+
+    /// Index of the first finding row shown.
+    pub fn finding_offset(&self) -> usize {
+        self.finding_offset
+    }
+
+    /// The selected finding, if there is any.
+    pub fn selected_finding(&self) -> Option<&Finding> {
+        self.findings().get(self.finding_selected)
+    }
+
+    /// Tells the state how many rows of the findings table fit on screen, for paging.
+    pub fn set_finding_viewport_rows(&mut self, rows: usize) {
+        self.finding_viewport_rows = rows.max(1);
+        self.clamp_findings();
+    }
+
+    /// Shows the findings view (key `f`, from the sites table or the locks view; the site
+    /// detail view is closed). q/Esc/`f` go back to the sites table.
+    pub fn open_findings(&mut self) {
+        if self.view == View::Detail {
+            self.close_detail();
+        }
+        self.view = View::Findings;
+        self.clamp_findings();
+    }
+
+    /// Back from the findings view to the sites table; the selection is kept.
+    pub fn close_findings(&mut self) {
+        if self.view == View::Findings {
             self.view = View::Sites;
         }
+    }
+
+    /// What Enter on `finding` opens: for a lock finding (see [`App::is_lock_finding`]) the
+    /// locks view, on the lock it is about when one of the snapshot's locks matches (the
+    /// lock named by its site first); else the detail of its site when that is a spawn
+    /// site of the sites table.
+    pub fn finding_target(&self, finding: &Finding) -> FindingTarget {
+        if self.is_lock_finding(finding) {
+            let locks = self.locks();
+            let lock = locks
+                .iter()
+                .find(|l| l.lock == finding.site)
+                .or_else(|| locks.iter().find(|l| finding_names_lock(finding, &l.lock)));
+            return FindingTarget::Lock(lock.map(|l| l.lock.clone()));
+        }
+        if self.site_row(&finding.site).is_some() {
+            return FindingTarget::Site(finding.site.clone());
+        }
+        FindingTarget::Nothing
+    }
+
+    /// Enter in the findings view: opens what [`App::finding_target`] says for the
+    /// selected finding, as Enter on the sites table or `l` would; q/Esc there come back
+    /// to the findings. When there is nothing to open, says so in the footer. Returns the
+    /// view shown afterwards.
+    pub fn open_selected_finding(&mut self) -> View {
+        let Some(finding) = self.selected_finding() else {
+            return self.view;
+        };
+        let site = finding.site.clone();
+        match self.finding_target(finding) {
+            FindingTarget::Site(site) => {
+                if let Some(i) = self.rows().iter().position(|r| r.site == site) {
+                    self.selected = i;
+                    self.clamp();
+                    if self.open_detail() {
+                        self.detail_back = View::Findings;
+                    }
+                }
+            }
+            FindingTarget::Lock(lock) => {
+                if let Some(i) =
+                    lock.and_then(|lock| self.locks().iter().position(|l| l.lock == lock))
+                {
+                    self.lock_selected = i;
+                }
+                self.open_locks();
+                self.locks_back = View::Findings;
+            }
+            FindingTarget::Nothing => {
+                self.notice = Some((
+                    format!("nothing to open: {site} is not a spawn site of the table"),
+                    self.now + NOTICE_FOR,
+                ));
+            }
+        }
+        self.view
+    }
+
+    fn clamp_findings(&mut self) {
+        let n = self.findings().len();
+        (self.finding_selected, self.finding_offset) = clamped(
+            self.finding_selected,
+            self.finding_offset,
+            self.finding_viewport_rows,
+            n,
+        );
     }
 
     /// Lock rows of the last good snapshot, in the snapshot's order (most waited-on
     /// first).
     pub fn locks(&self) -> &[LockRow] {
-        self.snapshot.as_ref().map_or(&[], |s| &s.locks[..])
+        self.snapshot().map_or(&[], |s| &s.locks[..])
     }
 
     /// Index of the selected row in [`App::locks`].
@@ -510,9 +766,8 @@ impl App {
     /// the lock, or whose evidence names it (a deadlock cycle waiting for it, a guard of
     /// it held across an `.await`, a hot lock).
     pub fn lock_findings<'a>(&'a self, lock: &'a str) -> impl Iterator<Item = &'a Finding> {
-        self.snapshot
+        self.findings()
             .iter()
-            .flat_map(|s| &s.findings)
             .filter(move |f| finding_names_lock(f, lock))
     }
 
@@ -537,14 +792,12 @@ impl App {
 
     fn clamp_locks(&mut self) {
         let n = self.locks().len();
-        self.lock_selected = self.lock_selected.min(n.saturating_sub(1));
-        let page = self.lock_viewport_rows.max(1);
-        if self.lock_selected < self.lock_offset {
-            self.lock_offset = self.lock_selected;
-        } else if self.lock_selected >= self.lock_offset + page {
-            self.lock_offset = self.lock_selected + 1 - page;
-        }
-        self.lock_offset = self.lock_offset.min(n.saturating_sub(page));
+        (self.lock_selected, self.lock_offset) = clamped(
+            self.lock_selected,
+            self.lock_offset,
+            self.lock_viewport_rows,
+            n,
+        );
     }
 
     /// Asks for a new dump of the detail view's site. Returns false when no detail view is
@@ -606,20 +859,17 @@ impl App {
         }
     }
 
-    /// Moves the selection in the sites or locks table, or scrolls the detail view,
-    /// clamped.
+    /// Moves the selection in the sites, locks or findings table, or scrolls the detail
+    /// view, clamped.
     pub fn navigate(&mut self, nav: Nav) {
         if self.view == View::Locks {
-            let page = self.lock_viewport_rows.max(1);
-            self.lock_selected = match nav {
-                Nav::Up => self.lock_selected.saturating_sub(1),
-                Nav::Down => self.lock_selected.saturating_add(1),
-                Nav::PageUp => self.lock_selected.saturating_sub(page),
-                Nav::PageDown => self.lock_selected.saturating_add(page),
-                Nav::Home => 0,
-                Nav::End => usize::MAX,
-            };
+            self.lock_selected = moved(self.lock_selected, nav, self.lock_viewport_rows);
             self.clamp_locks();
+            return;
+        }
+        if self.view == View::Findings {
+            self.finding_selected = moved(self.finding_selected, nav, self.finding_viewport_rows);
+            self.clamp_findings();
             return;
         }
         if self.view == View::Detail {
@@ -637,38 +887,56 @@ impl App {
             }
             return;
         }
-        let page = self.viewport_rows.max(1);
-        let last = self.rows.len().saturating_sub(1);
-        self.selected = match nav {
-            Nav::Up => self.selected.saturating_sub(1),
-            Nav::Down => self.selected.saturating_add(1),
-            Nav::PageUp => self.selected.saturating_sub(page),
-            Nav::PageDown => self.selected.saturating_add(page),
-            Nav::Home => 0,
-            Nav::End => last,
-        };
+        self.selected = moved(self.selected, nav, self.viewport_rows);
         self.clamp();
     }
 
     fn clamp(&mut self) {
-        let n = self.rows.len();
-        self.selected = self.selected.min(n.saturating_sub(1));
-        let page = self.viewport_rows.max(1);
-        if self.selected < self.offset {
-            self.offset = self.selected;
-        } else if self.selected >= self.offset + page {
-            self.offset = self.selected + 1 - page;
+        let n = self.rows().len();
+        (self.selected, self.offset) = clamped(self.selected, self.offset, self.viewport_rows, n);
+    }
+
+    /// What is selected in each table, by identity.
+    fn selection_keys(&self) -> SelectionKeys {
+        SelectionKeys {
+            site: self.rows().get(self.selected).map(|r| r.site.clone()),
+            lock: self.selected_lock().map(|l| l.lock.clone()),
+            finding: self.selected_finding().map(|f| (f.kind, f.site.clone())),
         }
-        // Don't leave empty space below the last row when the list shrinks.
-        self.offset = self.offset.min(n.saturating_sub(page));
+    }
+
+    /// Selects again the items of `keys` in what is shown now, where they still are; the
+    /// selections are clamped either way.
+    fn restore_selection(&mut self, keys: SelectionKeys) {
+        if let Some(site) = keys.site
+            && let Some(i) = self.rows().iter().position(|r| r.site == site)
+        {
+            self.selected = i;
+        }
+        self.clamp();
+        if let Some(lock) = keys.lock
+            && let Some(i) = self.locks().iter().position(|l| l.lock == lock)
+        {
+            self.lock_selected = i;
+        }
+        self.clamp_locks();
+        if let Some((kind, site)) = keys.finding
+            && let Some(i) = self
+                .findings()
+                .iter()
+                .position(|f| f.kind == kind && f.site == site)
+        {
+            self.finding_selected = i;
+        }
+        self.clamp_findings();
     }
 
     fn record(&mut self, snapshot: Snapshot) {
         self.polls += 1;
         let seq = self.polls;
 
-        let selected_site = self.rows.get(self.selected).map(|r| r.site.clone());
-        let selected_lock = self.selected_lock().map(|l| l.lock.clone());
+        // While paused, what is shown (and so selected) does not change.
+        let keys = self.paused.is_none().then(|| self.selection_keys());
         let mut rows = snapshot.sites.clone();
         rows.sort_by(|a, b| {
             b.live
@@ -685,7 +953,8 @@ impl App {
             let e = present.entry(row.site.as_str()).or_insert((rank, 0));
             e.1 = e.1.saturating_add(row.live);
         }
-        for (site, h) in self.site_history.iter_mut() {
+        let data = &mut self.live;
+        for (site, h) in data.site_history.iter_mut() {
             match present.get(site.as_str()) {
                 Some(&(_, live)) => {
                     h.history.push(live);
@@ -695,12 +964,12 @@ impl App {
             }
         }
         for (site, &(rank, live)) in &present {
-            if rank >= MAX_TRACKED_SITES || self.site_history.contains_key(*site) {
+            if rank >= MAX_TRACKED_SITES || data.site_history.contains_key(*site) {
                 continue;
             }
             let mut history = History::default();
             history.push(live);
-            self.site_history.insert(
+            data.site_history.insert(
                 site.to_string(),
                 SiteHistory {
                     history,
@@ -708,9 +977,9 @@ impl App {
                 },
             );
         }
-        if self.site_history.len() > MAX_TRACKED_SITES {
+        if data.site_history.len() > MAX_TRACKED_SITES {
             // Least recently seen first; among sites seen now, the least busy first.
-            let mut order: Vec<(u64, std::cmp::Reverse<usize>, String)> = self
+            let mut order: Vec<(u64, std::cmp::Reverse<usize>, String)> = data
                 .site_history
                 .iter()
                 .map(|(site, h)| {
@@ -719,32 +988,49 @@ impl App {
                 })
                 .collect();
             order.sort();
-            let excess = self.site_history.len() - MAX_TRACKED_SITES;
+            let excess = data.site_history.len() - MAX_TRACKED_SITES;
             for (_, _, site) in order.into_iter().take(excess) {
-                self.site_history.remove(&site);
+                data.site_history.remove(&site);
             }
         }
 
-        self.total_history
+        data.total_history
             .push(rows.iter().fold(0u64, |acc, r| acc.saturating_add(r.live)));
 
-        self.rows = rows;
-        self.snapshot = Some(snapshot);
-        // Keep the same site selected when the order changes.
-        if let Some(site) = selected_site
-            && let Some(i) = self.rows.iter().position(|r| r.site == site)
-        {
-            self.selected = i;
+        data.rows = rows;
+        data.snapshot = Some(snapshot);
+        // Keep the same site, lock and finding selected when the order changes.
+        if let Some(keys) = keys {
+            self.restore_selection(keys);
         }
-        self.clamp();
-        // Likewise the selected lock.
-        if let Some(lock) = selected_lock
-            && let Some(i) = self.locks().iter().position(|l| l.lock == lock)
-        {
-            self.lock_selected = i;
-        }
-        self.clamp_locks();
     }
+}
+
+/// A selection index moved by `nav` on pages of `page` rows (not yet clamped).
+fn moved(selected: usize, nav: Nav, page: usize) -> usize {
+    let page = page.max(1);
+    match nav {
+        Nav::Up => selected.saturating_sub(1),
+        Nav::Down => selected.saturating_add(1),
+        Nav::PageUp => selected.saturating_sub(page),
+        Nav::PageDown => selected.saturating_add(page),
+        Nav::Home => 0,
+        Nav::End => usize::MAX,
+    }
+}
+
+/// `(selected, offset)` clamped to `n` rows shown `page` at a time, the selection in view.
+fn clamped(selected: usize, offset: usize, page: usize, n: usize) -> (usize, usize) {
+    let selected = selected.min(n.saturating_sub(1));
+    let page = page.max(1);
+    let mut offset = offset;
+    if selected < offset {
+        offset = selected;
+    } else if selected >= offset + page {
+        offset = selected + 1 - page;
+    }
+    // Don't leave empty space below the last row when the list shrinks.
+    (selected, offset.min(n.saturating_sub(page)))
 }
 
 /// Whether `finding` is about the lock labelled `lock`: its site is the lock (deadlocks,

@@ -1,5 +1,6 @@
 //! Drawing an [`App`] into a ratatui frame: the sites table, one site's detail view with
-//! its task dump, or the locks view. Nothing here changes state.
+//! its task dump, the locks view or the findings view, and the help overlay over any of
+//! them. Nothing here changes state.
 
 use std::time::Duration;
 
@@ -7,14 +8,14 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 
 use taskscope::model::{
-    DumpGroup, DumpSource, Frame as StackFrame, LockHolder, LockKind, LockMode, LockRow,
-    LockWaiter, RuntimeInfo, Severity, Spread,
+    DumpGroup, DumpSource, Evidence, Finding, Frame as StackFrame, LockHolder, LockKind, LockMode,
+    LockRow, LockWaiter, RuntimeInfo, Severity, Spread,
 };
 
-use crate::state::{App, ConnectionStatus, Detail, HISTORY_LEN, View};
+use crate::state::{App, ConnectionStatus, Detail, FindingTarget, HISTORY_LEN, View};
 
 /// Block characters used by the text sparklines, lowest to highest.
 pub const SPARK_CHARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -27,11 +28,41 @@ pub const SPARK_MIN_RANGE: u64 = 10;
 
 /// The keys line at the bottom of the sites table.
 pub const FOOTER: &str =
-    "q quit  ↑/↓ select  Enter site & task dump  l locks  b mark baseline  PgUp/PgDn";
+    "q quit  ↑/↓ select  Enter site & task dump  l locks  f findings  ? all keys";
 
 /// The keys line at the bottom of the locks view.
-pub const LOCKS_FOOTER: &str =
-    "l/q/Esc back to sites  ↑/↓ select lock  PgUp/PgDn Home/End  Ctrl-C quit";
+pub const LOCKS_FOOTER: &str = "l/q/Esc back  ↑/↓ select lock  PgUp/PgDn Home/End  ? all keys";
+
+/// The keys line at the bottom of the findings view.
+pub const FINDINGS_FOOTER: &str =
+    "f/q/Esc back  ↑/↓ select  Enter open its site or lock  PgUp/PgDn  ? all keys";
+
+/// Shown in the findings view when the snapshot has no finding.
+pub const NO_FINDINGS: &str = "no findings: nothing looks wrong right now";
+
+/// The help overlay (key `?`): view, keys, what they do; one line each, every key of
+/// every view.
+pub const HELP: &[(&str, &str, &str)] = &[
+    ("Global", "?", "this help (? or Esc closes it)"),
+    ("", "p", "pause/resume the display (still fetching)"),
+    ("", "+ / -", "refresh twice as often / half as often"),
+    ("", "b", "mark a baseline: Δbase counts from it"),
+    ("", "Ctrl-C", "quit from any view"),
+    ("Sites", "q / Esc", "quit"),
+    ("", "↑/↓ PgUp/PgDn Home/End", "select a site (also j/k g/G)"),
+    ("", "Enter", "the site's detail and task dump"),
+    ("", "l", "locks view"),
+    ("", "f", "findings view"),
+    ("Detail", "r", "take a new task dump"),
+    ("", "↑/↓ PgUp/PgDn Home/End", "scroll"),
+    ("", "q / Esc", "back"),
+    ("Locks", "↑/↓ PgUp/PgDn Home/End", "select a lock"),
+    ("", "f", "findings view"),
+    ("", "l / q / Esc", "back"),
+    ("Findings", "↑/↓ PgUp/PgDn Home/End", "select a finding"),
+    ("", "Enter", "its site's detail, or its lock"),
+    ("", "f / q / Esc", "back"),
+];
 
 /// Shown in the locks view when the snapshot has no instrumented lock.
 pub const NO_LOCKS: &str =
@@ -48,8 +79,7 @@ const MAX_LOCK_FINDING_LINES: usize = 3;
 pub const MAX_FINDING_LINES: usize = 5;
 
 /// The keys line at the bottom of the site detail view.
-pub const DETAIL_FOOTER: &str =
-    "q/Esc back to table  r new dump  ↑/↓ PgUp/PgDn Home/End scroll  Ctrl-C quit";
+pub const DETAIL_FOOTER: &str = "q/Esc back  r new dump  ↑/↓ PgUp/PgDn Home/End scroll  ? all keys";
 
 /// Shown in the detail view while a dump is being taken.
 pub const TAKING_DUMP: &str = "taking a dump…";
@@ -59,22 +89,69 @@ const NUM_WIDTHS: [u16; 5] = [6, 6, 8, 9, 8];
 const COLUMN_GAPS: u16 = 6;
 const MIN_SITE_WIDTH: u16 = 26;
 
-/// Draws the whole screen: header, spawn-site table (or the site detail view, or the
-/// locks view), footer.
+/// Draws the whole screen: header, spawn-site table (or the site detail view, the locks
+/// view or the findings view), footer; and the help overlay over it when shown.
 pub fn render(frame: &mut Frame, app: &App) {
     match app.view() {
-        View::Detail => {
-            if let Some(detail) = app.detail() {
-                render_detail(frame, app, detail);
-                return;
-            }
-        }
-        View::Locks => {
-            render_locks(frame, app);
-            return;
-        }
-        View::Sites => {}
+        View::Detail => match app.detail() {
+            Some(detail) => render_detail(frame, app, detail),
+            None => render_sites(frame, app),
+        },
+        View::Locks => render_locks(frame, app),
+        View::Findings => render_findings_view(frame, app),
+        View::Sites => render_sites(frame, app),
     }
+    if app.help_shown() {
+        render_help(frame, app);
+    }
+}
+
+/// The lines of the help overlay: view, keys, description, in columns.
+fn help_lines(app: &App) -> Vec<Line<'static>> {
+    let theme = Theme::new(app.no_color);
+    HELP.iter()
+        .map(|(view, keys, what)| {
+            Line::from(vec![
+                Span::styled(
+                    format!("{view:<9} "),
+                    theme.label().add_modifier(Modifier::BOLD),
+                ),
+                Span::styled(
+                    format!("{keys:<22}  "),
+                    theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(*what),
+            ])
+        })
+        .collect()
+}
+
+/// The help overlay, centred over the view and cleared beneath.
+fn render_help(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    let lines = help_lines(app);
+    let width = area.width.min(78);
+    let height = area.height.min(
+        u16::try_from(lines.len())
+            .unwrap_or(u16::MAX)
+            .saturating_add(2),
+    );
+    let popup = Rect::new(
+        area.x + (area.width - width) / 2,
+        area.y + (area.height - height) / 2,
+        width,
+        height,
+    );
+    let theme = Theme::new(app.no_color);
+    let block = Block::default().borders(Borders::ALL).title(Span::styled(
+        " Keys (? or Esc closes) ",
+        theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
+    ));
+    frame.render_widget(Clear, popup);
+    frame.render_widget(Paragraph::new(lines).block(block), popup);
+}
+
+fn render_sites(frame: &mut Frame, app: &App) {
     let [header, findings, table, footer] = layout(frame.area(), app);
     render_header(frame, header, app);
     render_findings(frame, findings, app);
@@ -118,10 +195,7 @@ fn finding_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     }
     if findings.len() > shown {
         lines.push(Line::from(Span::styled(
-            format!(
-                "… and {} more (Enter on a marked site shows its own)",
-                findings.len() - shown
-            ),
+            format!("… and {} more (f lists them all)", findings.len() - shown),
             theme.dim(),
         )));
     }
@@ -220,7 +294,17 @@ impl Theme {
     }
 }
 
-/// The connection status and target, and the latest error while disconnected.
+/// The refresh interval: `250ms`, `1.0s`, `60.0s`.
+fn fmt_refresh(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// The connection status, the refresh interval, whether the display is paused (and since
+/// when), the target, and the latest error while disconnected.
 fn status_lines(app: &App) -> Vec<Line<'static>> {
     let theme = Theme::new(app.no_color);
     let bold = Modifier::BOLD;
@@ -262,6 +346,24 @@ fn status_lines(app: &App) -> Vec<Line<'static>> {
                 Span::styled(clean(error), theme.fg(Color::Red)),
             ]));
         }
+    }
+    // Right after the status word: "CONNECTED every 1.0s".
+    first.insert(
+        2,
+        Span::raw(format!(" every {}", fmt_refresh(app.refresh()))),
+    );
+    if let Some(at) = app.paused_at() {
+        let ago = app.now().saturating_duration_since(at).as_secs();
+        first.extend([
+            Span::raw("   "),
+            Span::styled(
+                "PAUSED",
+                theme
+                    .fg(Color::Yellow)
+                    .add_modifier(bold | Modifier::REVERSED),
+            ),
+            Span::styled(format!(" {ago}s ago"), theme.fg(Color::Yellow)),
+        ]);
     }
     first.extend([
         Span::raw("   "),
@@ -971,9 +1073,15 @@ pub fn lock_table_body_rows(area: Rect, app: &App) -> usize {
 
 /// Header, locks table, detail pane of the selected lock, footer.
 fn locks_layout(area: Rect, app: &App) -> [Rect; 4] {
-    let header_height = locks_header_lines(app).len() as u16 + 2;
-    let rest = area.height.saturating_sub(header_height + 1);
-    let n = app.locks().len();
+    table_layout(area, locks_header_lines(app).len(), app.locks().len())
+}
+
+/// Header of `header_lines` lines, a table of `n` rows, a detail pane below it, footer.
+fn table_layout(area: Rect, header_lines: usize, n: usize) -> [Rect; 4] {
+    let header_height = u16::try_from(header_lines)
+        .unwrap_or(u16::MAX)
+        .saturating_add(2);
+    let rest = area.height.saturating_sub(header_height.saturating_add(1));
     let table_height = if n == 0 {
         rest
     } else {
@@ -1376,6 +1484,403 @@ fn render_lock_detail(frame: &mut Frame, area: Rect, app: &App, lock: &LockRow) 
     ));
     frame.render_widget(
         Paragraph::new(lock_detail_lines(app, lock, width, rows)).block(block),
+        area,
+    );
+}
+
+// ---- The findings view ----
+
+/// How many finding rows fit in the findings table when the screen is `area` (for
+/// paging).
+pub fn finding_table_body_rows(area: Rect, app: &App) -> usize {
+    let [_, table, _, _] = findings_layout(area, app);
+    usize::from(table.height.saturating_sub(3))
+}
+
+/// Header, findings table, detail pane of the selected finding, footer.
+fn findings_layout(area: Rect, app: &App) -> [Rect; 4] {
+    table_layout(area, findings_header_lines(app).len(), app.findings().len())
+}
+
+/// The findings view's header: connection status, then the findings by severity.
+fn findings_header_lines(app: &App) -> Vec<Line<'static>> {
+    let theme = Theme::new(app.no_color);
+    let mut lines = status_lines(app);
+    let mut spans = vec![Span::styled("Findings: ", theme.label())];
+    match app.snapshot() {
+        None => spans.push(Span::raw("-")),
+        Some(s) => spans.extend(severity_counts(
+            s.findings.iter().map(|f| f.severity),
+            theme,
+        )),
+    }
+    lines.push(Line::from(spans));
+    lines
+}
+
+fn render_findings_view(frame: &mut Frame, app: &App) {
+    let theme = Theme::new(app.no_color);
+    let [header, table, detail, footer] = findings_layout(frame.area(), app);
+    let block = Block::default().borders(Borders::ALL).title(Span::styled(
+        " taskscope › findings ",
+        theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
+    ));
+    frame.render_widget(
+        Paragraph::new(findings_header_lines(app)).block(block),
+        header,
+    );
+    render_findings_table(frame, table, app);
+    if let Some(finding) = app.selected_finding() {
+        render_finding_detail(frame, detail, app, finding);
+    }
+    frame.render_widget(Paragraph::new(footer_line(app, FINDINGS_FOOTER)), footer);
+}
+
+/// Width of the Count column of the findings table.
+const COUNT_WIDTH: u16 = 6;
+
+fn render_findings_table(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = Theme::new(app.no_color);
+    let findings = app.findings();
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(" Findings ({}) ", findings.len()));
+    if findings.is_empty() {
+        let msg = if app.snapshot().is_some() {
+            Span::styled(NO_FINDINGS, theme.fg(Color::Green))
+        } else {
+            Span::styled("waiting for the first snapshot…", theme.dim())
+        };
+        frame.render_widget(
+            Paragraph::new(msg).wrap(Wrap { trim: true }).block(block),
+            area,
+        );
+        return;
+    }
+
+    // Severity tag, kind (as wide as the widest here), site (the rest), count.
+    let kind_width = findings
+        .iter()
+        .map(|f| f.kind.as_str().len())
+        .max()
+        .unwrap_or(0)
+        .max(4) as u16;
+    let site_width = area
+        .width
+        .saturating_sub(2)
+        .saturating_sub(4 + kind_width + COUNT_WIDTH + 3);
+    let right = |s: String| Cell::from(Line::from(s).right_aligned());
+    let header = Row::new([
+        Cell::from("Sev"),
+        Cell::from("Kind"),
+        Cell::from("Site"),
+        right("Count".into()),
+    ])
+    .style(theme.fg(Color::Yellow).add_modifier(Modifier::BOLD));
+    let body = findings.iter().map(|f| {
+        let (tag, color) = severity_tag(f.severity);
+        Row::new([
+            Cell::from(Span::styled(
+                tag,
+                theme.fg(color).add_modifier(Modifier::BOLD),
+            )),
+            Cell::from(f.kind.as_str()),
+            Cell::from(truncate_left(&clean(&f.site), usize::from(site_width))),
+            right(f.count.to_string()),
+        ])
+    });
+    let widths = [
+        Constraint::Length(4),
+        Constraint::Length(kind_width),
+        Constraint::Length(site_width),
+        Constraint::Length(COUNT_WIDTH),
+    ];
+    let table = Table::new(body, widths)
+        .header(header)
+        .block(block)
+        .column_spacing(1)
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    let mut state = TableState::default()
+        .with_offset(app.finding_offset())
+        .with_selected(Some(app.finding_selected()));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// `text` wrapped at words to `width`, every line after `indent`, the lines after the
+/// first indented two more.
+fn hanging(indent: &str, text: &str, width: usize) -> Vec<String> {
+    let mut parts = wrap_words(text, width.saturating_sub(indent.len())).into_iter();
+    let mut lines = vec![format!("{indent}{}", parts.next().unwrap_or_default())];
+    let rest = parts.collect::<Vec<_>>().join(" ");
+    if !rest.is_empty() {
+        let more = format!("{indent}  ");
+        lines.extend(
+            wrap_words(&rest, width.saturating_sub(more.len()))
+                .into_iter()
+                .map(|l| format!("{more}{l}")),
+        );
+    }
+    lines
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The numbers behind a finding, one item a line: `(indent, text)`.
+fn evidence_lines(evidence: &Evidence) -> Vec<(&'static str, String)> {
+    const ITEM: &str = "  ";
+    const SUB: &str = "    ";
+    match evidence {
+        Evidence::IdleTooLong {
+            threshold_seconds,
+            derived,
+            longest_wait_seconds,
+            oldest_idle_seconds,
+            live,
+        } => vec![
+            (
+                ITEM,
+                format!(
+                    "idle threshold {} ({})",
+                    fmt_secs(*threshold_seconds),
+                    if *derived {
+                        "from the site's own waits"
+                    } else {
+                        "the agent's fixed threshold"
+                    }
+                ),
+            ),
+            (
+                ITEM,
+                format!(
+                    "longest wait that ended in a poll {}",
+                    fmt_secs(*longest_wait_seconds)
+                ),
+            ),
+            (
+                ITEM,
+                format!(
+                    "oldest idle {}, {live} live",
+                    fmt_secs(*oldest_idle_seconds)
+                ),
+            ),
+        ],
+        Evidence::Growth {
+            rate_per_second,
+            window_seconds,
+            floor_before,
+            floor_after,
+            live,
+        } => vec![
+            (
+                ITEM,
+                format!(
+                    "{rate_per_second:.2} tasks/s over {}",
+                    fmt_secs(*window_seconds)
+                ),
+            ),
+            (
+                ITEM,
+                format!("low-water mark {floor_before} -> {floor_after}, {live} live now"),
+            ),
+        ],
+        Evidence::LostWaker {
+            task_ids,
+            oldest_idle_seconds,
+        } => {
+            let ids: Vec<String> = task_ids.iter().map(u64::to_string).collect();
+            vec![
+                (ITEM, format!("tasks {}", ids.join(", "))),
+                (
+                    ITEM,
+                    format!("oldest idle {}", fmt_secs(*oldest_idle_seconds)),
+                ),
+            ]
+        }
+        Evidence::BlockedWorker {
+            worker,
+            task,
+            seconds,
+            threshold_seconds,
+        } => vec![(
+            ITEM,
+            format!(
+                "task {task} on {} in one poll for {} (threshold {})",
+                worker.map_or_else(|| "a worker".to_string(), |w| format!("worker {w}")),
+                fmt_secs(*seconds),
+                fmt_secs(*threshold_seconds)
+            ),
+        )],
+        Evidence::AllWorkersBlocked { workers, seconds } => vec![(
+            ITEM,
+            format!(
+                "all {workers} workers in a poll for at least {}",
+                fmt_secs(*seconds)
+            ),
+        )],
+        Evidence::Deadlock {
+            cycle,
+            blocked_behind,
+        } => {
+            let mut lines = Vec::new();
+            for step in cycle {
+                lines.push((
+                    ITEM,
+                    format!(
+                        "{} waits {} for {} of {} at {}",
+                        task_text(step.task),
+                        fmt_secs(step.waiting_seconds),
+                        step.wait_mode.as_str(),
+                        step.waits_for,
+                        step.wait_site
+                    ),
+                ));
+                if let Some(site) = &step.task_site {
+                    lines.push((SUB, format!("spawned at {site}")));
+                }
+                for held in &step.holds {
+                    lines.push((SUB, format!("holds {held}")));
+                }
+            }
+            lines.push((
+                ITEM,
+                format!(
+                    "{blocked_behind} more task{} wait behind the cycle",
+                    plural(*blocked_behind)
+                ),
+            ));
+            lines
+        }
+        Evidence::GuardAcrossAwait {
+            lock,
+            guards,
+            oldest_idle_seconds,
+            threshold_seconds,
+        } => vec![
+            (ITEM, format!("lock {lock}")),
+            (
+                ITEM,
+                format!(
+                    "{guards} guard{} held by idle tasks, oldest idle {} (threshold {})",
+                    plural(*guards),
+                    fmt_secs(*oldest_idle_seconds),
+                    fmt_secs(*threshold_seconds)
+                ),
+            ),
+        ],
+        Evidence::HotLock {
+            lock,
+            wait_share,
+            contended,
+            top_holder_sites,
+        } => {
+            let mut lines = vec![
+                (ITEM, format!("lock {lock}")),
+                (
+                    ITEM,
+                    format!(
+                        "wait share {}, {contended} contended",
+                        fmt_share(*wait_share)
+                    ),
+                ),
+            ];
+            if !top_holder_sites.is_empty() {
+                lines.push((ITEM, "delay charged to holder sites:".to_string()));
+            }
+            for d in top_holder_sites {
+                lines.push((
+                    SUB,
+                    format!(
+                        "{}  {} contention{}  at {}",
+                        fmt_secs(d.seconds),
+                        d.contentions,
+                        plural(d.contentions),
+                        d.site
+                    ),
+                ));
+            }
+            lines
+        }
+        Evidence::BlockingPoolSaturated {
+            threads,
+            queue_depth,
+            seconds,
+        } => vec![(
+            ITEM,
+            format!(
+                "all {threads} threads busy, {queue_depth} queued, for {}",
+                fmt_secs(*seconds)
+            ),
+        )],
+        Evidence::Unknown => Vec::new(),
+    }
+}
+
+/// What the findings view's detail pane shows of `finding`, `width` columns wide: what
+/// Enter opens, the site, the full summary, the evidence.
+fn finding_detail_lines(app: &App, finding: &Finding, width: usize) -> Vec<Line<'static>> {
+    let theme = Theme::new(app.no_color);
+    let hint = match app.finding_target(finding) {
+        FindingTarget::Site(_) => "Enter: this spawn site's detail and task dump".to_string(),
+        FindingTarget::Lock(Some(lock)) => format!("Enter: the locks view on {}", clean(&lock)),
+        FindingTarget::Lock(None) => "Enter: the locks view (no lock matches)".to_string(),
+        FindingTarget::Nothing => "not a spawn site of the table: Enter opens nothing".to_string(),
+    };
+    let mut lines: Vec<Line<'static>> = wrap_words(&hint, width)
+        .into_iter()
+        .map(|l| Line::from(Span::styled(l, theme.dim())))
+        .collect();
+    for (i, part) in wrap_chars(&clean(&finding.site), width.saturating_sub(6))
+        .into_iter()
+        .enumerate()
+    {
+        let lead = if i == 0 { "Site: " } else { "      " };
+        lines.push(Line::from(vec![
+            Span::styled(lead, theme.label()),
+            Span::raw(part),
+        ]));
+    }
+    lines.extend(
+        wrap_words(&clean(&finding.summary), width)
+            .into_iter()
+            .map(|l| Line::from(Span::raw(l))),
+    );
+    let evidence = evidence_lines(&finding.evidence);
+    if evidence.is_empty() {
+        lines.push(Line::from(vec![
+            Span::styled("Evidence: ", theme.label()),
+            Span::raw("-"),
+        ]));
+    } else {
+        lines.push(Line::from(Span::styled("Evidence:", theme.label())));
+        for (indent, text) in evidence {
+            lines.extend(
+                hanging(indent, &clean(&text), width)
+                    .into_iter()
+                    .map(|l| Line::from(Span::raw(l))),
+            );
+        }
+    }
+    lines
+}
+
+fn render_finding_detail(frame: &mut Frame, area: Rect, app: &App, finding: &Finding) {
+    if area.height == 0 {
+        return;
+    }
+    let width = usize::from(area.width.saturating_sub(2));
+    let title = format!(
+        " Finding {} of {} ",
+        app.finding_selected() + 1,
+        app.findings().len()
+    );
+    let block = Block::default().borders(Borders::ALL).title(Span::styled(
+        title,
+        Style::default().add_modifier(Modifier::BOLD),
+    ));
+    frame.render_widget(
+        Paragraph::new(finding_detail_lines(app, finding, width)).block(block),
         area,
     );
 }

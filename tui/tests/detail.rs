@@ -169,7 +169,7 @@ fn detail_shows_the_groups_and_their_frames() {
     let lines = screen(&app, 120, 40);
     let text = lines.join("\n");
     assert!(text.contains("taking a dump…"), "{text}");
-    assert!(text.contains("q/Esc back to table  r new dump"), "{text}");
+    assert!(text.contains("q/Esc back  r new dump"), "{text}");
 
     app.apply_dump(id, Ok(dump()), t0 + Duration::from_secs(1));
     app.tick(t0 + Duration::from_secs(3));

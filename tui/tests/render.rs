@@ -303,6 +303,134 @@ fn tiny_and_odd_sizes_do_not_panic() {
             screen(&app, h.max(1), w);
         }
     }
+
+    // The findings view, with a finding of every kind of evidence and long labels; paused
+    // or not, with the help over it or not, and the help over every other view.
+    use taskscope::model::{DeadlockStep, Evidence, Severity};
+    let evidence = [
+        Evidence::IdleTooLong {
+            threshold_seconds: 10.0,
+            derived: true,
+            longest_wait_seconds: f64::NAN,
+            oldest_idle_seconds: 1e300,
+            live: u64::MAX,
+        },
+        Evidence::Growth {
+            rate_per_second: 0.5,
+            window_seconds: 60.0,
+            floor_before: 0,
+            floor_after: 7,
+            live: 7,
+        },
+        Evidence::LostWaker {
+            task_ids: (0..10).collect(),
+            oldest_idle_seconds: 3.0,
+        },
+        Evidence::BlockedWorker {
+            worker: None,
+            task: 9,
+            seconds: 1.4,
+            threshold_seconds: 0.1,
+        },
+        Evidence::AllWorkersBlocked {
+            workers: 4,
+            seconds: 2.0,
+        },
+        Evidence::Deadlock {
+            cycle: vec![
+                DeadlockStep {
+                    task: None,
+                    task_site: Some(long.clone()),
+                    waits_for: long.clone(),
+                    wait_site: long.clone(),
+                    holds: vec![long.clone(); 3],
+                    ..DeadlockStep::default()
+                };
+                3
+            ],
+            blocked_behind: 1,
+        },
+        Evidence::GuardAcrossAwait {
+            lock: long.clone(),
+            guards: 1,
+            oldest_idle_seconds: 2.0,
+            threshold_seconds: 1.0,
+        },
+        Evidence::HotLock {
+            lock: long.clone(),
+            wait_share: f64::INFINITY,
+            contended: 3,
+            top_holder_sites: vec![HolderDelay {
+                site: long.clone(),
+                seconds: 1.0,
+                contentions: 1,
+            }],
+        },
+        Evidence::BlockingPoolSaturated {
+            threads: 512,
+            queue_depth: 9,
+            seconds: 30.0,
+        },
+        Evidence::Unknown,
+    ];
+    let mut many = snap.clone();
+    many.findings = evidence
+        .into_iter()
+        .map(|evidence| Finding {
+            kind: FindingKind::Unknown,
+            severity: Severity::Unknown,
+            site: long.clone(),
+            count: u64::MAX,
+            summary: format!("{} \x1b[2J", "word ".repeat(100)),
+            evidence,
+            ..Finding::default()
+        })
+        .collect();
+    let sizes_and_more = [sizes.as_slice(), &[(2, 2), (79, 23), (81, 25), (120, 8)]].concat();
+    for snap in [many, fixture()] {
+        let mut app = App::new("http://127.0.0.1:6060", t0).with_no_color(true);
+        app.apply(Ok(snap), t0);
+        app.open_findings();
+        for (w, h) in &sizes_and_more {
+            let (w, h) = (*w, *h);
+            for end in [false, true] {
+                let area = ratatui::layout::Rect::new(0, 0, w, h);
+                app.set_finding_viewport_rows(view::finding_table_body_rows(area, &app));
+                app.navigate(if end {
+                    taskscope_tui::state::Nav::End
+                } else {
+                    taskscope_tui::state::Nav::Down
+                });
+                screen(&app, w, h);
+                screen(&app, h.max(1), w);
+            }
+        }
+        app.toggle_pause(t0);
+        app.refresh_slower();
+        for view in [0, 1, 2, 3] {
+            app.close_help();
+            match view {
+                0 => app.open_findings(),
+                1 => {
+                    app.close_findings();
+                    app.toggle_locks();
+                }
+                2 => {
+                    app.close_locks();
+                    app.open_detail();
+                }
+                _ => app.close_detail(),
+            }
+            for help in [false, true] {
+                if help {
+                    app.toggle_help();
+                }
+                for (w, h) in &sizes_and_more {
+                    screen(&app, *w, *h);
+                }
+            }
+        }
+    }
 }
 
 #[test]
