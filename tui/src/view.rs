@@ -509,9 +509,9 @@ fn workers_line(runtime: Option<&RuntimeInfo>, theme: Theme) -> Line<'static> {
     let busy = r.blocking_threads.saturating_sub(r.idle_blocking_threads);
     let max = r
         .max_blocking_threads
-        .map_or(String::new(), |m| format!(" of max {m}"));
+        .map_or(String::new(), |m| format!(" (max {m})"));
     let pool = format!(
-        "{busy}/{}{max} busy, {} queued",
+        "{busy}/{} busy{max}, {} queued",
         r.blocking_threads, r.blocking_queue_depth
     );
     spans.extend([Span::raw("   "), label("Blocking: ")]);
