@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each benchmark uses a part of it
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// One storm of `n` tasks; returns the time from the first spawn to the last completion.
@@ -38,4 +40,71 @@ pub fn peak_rss_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU time (user + system) of the whole process so far.
+pub fn cpu_time() -> Duration {
+    // Safety: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// One storm of `n` tasks; returns the time from the first spawn to the last completion,
+/// and the process's CPU time meanwhile.
+pub fn storm_cpu(rt: &tokio::runtime::Runtime, n: usize) -> (Duration, Duration) {
+    let cpu0 = cpu_time();
+    let wall = storm(rt, n);
+    (wall, cpu_time() - cpu0)
+}
+
+#[repr(align(64))]
+pub struct Counter(AtomicU64);
+
+/// `tasks` tasks looping sleep(1 ms) + a little work; loop iterations per second over 3 s,
+/// and per second of the process's CPU time over the same 3 s.
+pub fn steady(rt: &tokio::runtime::Runtime, tasks: usize) -> (f64, f64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts: Arc<Vec<Counter>> =
+        Arc::new((0..tasks).map(|_| Counter(AtomicU64::new(0))).collect());
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            let (stop, counts) = (Arc::clone(&stop), Arc::clone(&counts));
+            rt.spawn(async move {
+                let mut x = i as u64 | 1;
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    for _ in 0..50 {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(7),
+                        );
+                    }
+                    counts[i].0.fetch_add(1, Ordering::Relaxed);
+                }
+                x
+            })
+        })
+        .collect();
+    let total = || {
+        counts
+            .iter()
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let (n0, t0, c0) = (total(), Instant::now(), cpu_time());
+    std::thread::sleep(Duration::from_secs(3));
+    let (n1, t1, c1) = (total(), Instant::now(), cpu_time());
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(async {
+        for h in handles {
+            std::hint::black_box(h.await.expect("steady task"));
+        }
+    });
+    let n = (n1 - n0) as f64;
+    (n / (t1 - t0).as_secs_f64(), n / (c1 - c0).as_secs_f64())
 }
