@@ -634,15 +634,15 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(NUM_WIDTHS[4]),
         Constraint::Length(spark_width),
     ];
-    let table = Table::new(body, widths)
-        .header(header)
-        .block(block)
-        .column_spacing(1)
-        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default()
-        .with_offset(app.offset())
-        .with_selected(Some(app.selected()));
-    frame.render_stateful_widget(table, area, &mut state);
+    render_table_rows(
+        frame,
+        area,
+        body,
+        widths,
+        header,
+        block,
+        (app.offset(), app.selected()),
+    );
 }
 
 /// How many content lines the detail view shows at once, and how many it has, when the
@@ -1230,15 +1230,15 @@ fn render_locks_table(frame: &mut Frame, area: Rect, app: &App) {
 
     let mut widths = vec![Constraint::Length(lock_width)];
     widths.extend(cols.iter().map(|c| Constraint::Length(c.width())));
-    let table = Table::new(body, widths)
-        .header(header)
-        .block(block)
-        .column_spacing(1)
-        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default()
-        .with_offset(app.lock_offset())
-        .with_selected(Some(app.lock_selected()));
-    frame.render_stateful_widget(table, area, &mut state);
+    render_table_rows(
+        frame,
+        area,
+        body,
+        widths,
+        header,
+        block,
+        (app.lock_offset(), app.lock_selected()),
+    );
 }
 
 /// A part of the lock detail pane: an optional title line and entries of one or more
@@ -1595,15 +1595,15 @@ fn render_findings_table(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(site_width),
         Constraint::Length(COUNT_WIDTH),
     ];
-    let table = Table::new(body, widths)
-        .header(header)
-        .block(block)
-        .column_spacing(1)
-        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default()
-        .with_offset(app.finding_offset())
-        .with_selected(Some(app.finding_selected()));
-    frame.render_stateful_widget(table, area, &mut state);
+    render_table_rows(
+        frame,
+        area,
+        body,
+        widths,
+        header,
+        block,
+        (app.finding_offset(), app.finding_selected()),
+    );
 }
 
 /// `text` wrapped at words to `width`, every line after `indent`, the lines after the
@@ -2036,6 +2036,28 @@ fn truncate_left(s: &str, width: usize) -> String {
         _ => tail,
     };
     format!("…{tail}")
+}
+
+/// Draws a table with one highlighted (selected) row, scrolled to `offset`: the shape every
+/// list view shares.
+fn render_table_rows<'a>(
+    frame: &mut Frame,
+    area: Rect,
+    body: impl IntoIterator<Item = Row<'a>>,
+    widths: impl IntoIterator<Item = Constraint>,
+    header: Row<'a>,
+    block: Block<'a>,
+    (offset, selected): (usize, usize),
+) {
+    let table = Table::new(body, widths)
+        .header(header)
+        .block(block)
+        .column_spacing(1)
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    let mut state = TableState::default()
+        .with_offset(offset)
+        .with_selected(Some(selected));
+    frame.render_stateful_widget(table, area, &mut state);
 }
 
 #[cfg(test)]
