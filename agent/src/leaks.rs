@@ -686,6 +686,8 @@ pub(crate) trait WakerSource: Send + Sync {
     /// tokio task ids of tasks that are alive (not terminated) as far as the source knows,
     /// have been polled at least once, and hold no waker at all: nothing can wake them.
     fn zero_waker_tasks(&self) -> Vec<u64>;
+    /// The source's task table against its cap.
+    fn usage(&self) -> crate::model::CapUsage;
 }
 
 #[cfg(test)]

@@ -57,6 +57,7 @@ mod lanes;
 pub mod leakcheck;
 pub mod leaks;
 mod locks;
+mod panics;
 mod snapshot;
 mod spawn;
 pub mod starvation;
@@ -95,6 +96,14 @@ pub const DEFAULT_TASK_SLOTS: usize = 1 << 18;
 /// Largest accepted [`AgentBuilder::task_slots`] (512 MiB of ring).
 pub const MAX_TASK_SLOTS: usize = 1 << 24;
 
+/// Why [`Agent::install`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InstallError {
+    /// The agent was installed before; each runtime needs an agent of its own.
+    #[error("this taskscope agent is installed on a runtime already; build one agent per runtime")]
+    AlreadyInstalled,
+}
+
 /// Handle to the agent's state. Cheap to clone; every clone reads the same state.
 #[derive(Clone)]
 pub struct Agent {
@@ -121,6 +130,12 @@ struct Inner {
     tasks: TaskTable,
     lanes: Arc<Lanes>,
     untracked_terminations: AtomicU64,
+    /// Panics inside tasks, per site (see [`panics`]).
+    panics: panics::PanicCounts,
+    /// Whether the process's panic hook charges panics to this agent's sites.
+    panic_counting: AtomicBool,
+    /// Set by the first [`Agent::install`]: one agent watches one runtime.
+    installed: AtomicBool,
     /// Where the first poll stores the runtime's handle (see [`Agent::runtime`]), so that
     /// installing the agent needs no second call.
     runtime: Weak<OnceLock<Handle>>,
@@ -154,6 +169,7 @@ pub struct AgentBuilder {
     leaks: LeakSettings,
     blocked_threshold: Duration,
     max_blocking_threads: Option<usize>,
+    count_panics: bool,
 }
 
 impl Default for AgentBuilder {
@@ -164,6 +180,7 @@ impl Default for AgentBuilder {
             leaks: LeakSettings::default(),
             blocked_threshold: starvation::DEFAULT_BLOCKED_THRESHOLD,
             max_blocking_threads: None,
+            count_panics: true,
         }
     }
 }
@@ -246,19 +263,37 @@ impl AgentBuilder {
         self
     }
 
+    /// Whether to count panics inside tasks per spawn site (default on;
+    /// [`model::SiteRow::panicked`], metric `taskscope_task_panics_total`).
+    ///
+    /// tokio catches a task's panic and hands it to the `JoinHandle`, telling its hooks
+    /// nothing, so the agent wraps the process's panic hook: on [`Agent::install`] it takes
+    /// the hook set so far and sets one that charges the panic to the task being polled on
+    /// the panicking thread and then calls the previous hook (messages print as before).
+    /// Set your own panic hook *before* installing the agent; one set after replaces the
+    /// agent's, and panics are then no longer counted.
+    pub fn count_panics(mut self, on: bool) -> Self {
+        self.count_panics = on;
+        self
+    }
+
     /// Builds the agent without installing it; call [`Agent::install`] next.
     pub fn build(self) -> Agent {
         let sites = SiteTable::new(self.site_capacity);
+        let site_slots = sites.slots();
         let runtime = Arc::new(OnceLock::new());
         let agent = Agent {
             runtime: Arc::clone(&runtime),
             inner: Arc::new(Inner {
                 clock: Clock::new(),
                 started_unix_ms: unix_ms(),
-                lanes: Lanes::new(sites.capacity() + 1),
+                lanes: Lanes::new(site_slots),
                 sites,
                 tasks: TaskTable::new(self.task_slots),
                 untracked_terminations: AtomicU64::new(0),
+                panics: panics::PanicCounts::new(site_slots),
+                panic_counting: AtomicBool::new(self.count_panics),
+                installed: AtomicBool::new(false),
                 runtime: Arc::downgrade(&runtime),
                 runtime_seen: AtomicBool::new(false),
                 dump_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -279,7 +314,8 @@ impl AgentBuilder {
     /// Builds the agent and installs it on `builder`.
     pub fn install(self, builder: &mut Builder) -> Agent {
         let agent = self.build();
-        agent.install(builder);
+        agent.inner.installed.store(true, Ordering::Relaxed);
+        agent.set_hooks(builder);
         agent
     }
 }
@@ -291,8 +327,32 @@ impl Agent {
     }
 
     /// Sets the spawn, terminate, before-poll and after-poll hooks of `builder`, replacing
-    /// any set before. Install one agent per runtime.
-    pub fn install(&self, builder: &mut Builder) {
+    /// any set before (a second agent installed on the same builder replaces the first,
+    /// which then sees nothing: never both counting).
+    ///
+    /// One agent watches one runtime: installing it a second time, on this builder or
+    /// another, is an error ([`InstallError::AlreadyInstalled`]) rather than two runtimes'
+    /// tasks mixed in one set of counts. Build one agent per runtime.
+    ///
+    /// ```
+    /// let agent = taskscope::Agent::builder().build();
+    /// let mut first = tokio::runtime::Builder::new_multi_thread();
+    /// agent.install(&mut first).unwrap();
+    /// let mut second = tokio::runtime::Builder::new_current_thread();
+    /// assert!(agent.install(&mut second).is_err());
+    /// ```
+    pub fn install(&self, builder: &mut Builder) -> Result<(), InstallError> {
+        if self.inner.installed.swap(true, Ordering::Relaxed) {
+            return Err(InstallError::AlreadyInstalled);
+        }
+        self.set_hooks(builder);
+        Ok(())
+    }
+
+    fn set_hooks(&self, builder: &mut Builder) {
+        if self.inner.panic_counting.load(Ordering::Relaxed) && !panics::register(&self.inner) {
+            self.inner.panic_counting.store(false, Ordering::Relaxed);
+        }
         let inner = Arc::clone(&self.inner);
         builder.on_task_spawn(move |meta| inner.on_spawn(meta));
         let inner = Arc::clone(&self.inner);

@@ -346,6 +346,33 @@ pub struct AgentInfo {
     /// own worker threads, which tokio reports only when they end. They are kept out of
     /// every site's counts.
     pub untracked_terminations: u64,
+    /// Whether panics inside tasks are counted per site ([`SiteRow::panicked`]): off when
+    /// turned off with `AgentBuilder::count_panics(false)`, or when 64 agents in the
+    /// process count them already.
+    pub panic_counting: bool,
+    /// Every cap of the agent's tables: its size, how much is in use, and what it turned
+    /// away since the agent started. Exported as `taskscope_cap_*{cap="..."}`.
+    pub caps: Vec<CapUsage>,
+}
+
+/// One of the agent's caps (see [`AgentInfo::caps`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CapUsage {
+    /// Which table: `sites` (spawn sites; tasks of later sites are counted in the
+    /// overflow row), `lock_classes` (instrumented lock classes; later ones share the
+    /// overflow row), `lost_waker_tasks` (tasks the lost-waker layer follows; later ones are
+    /// never reported), `tokio_resources` (tokio locks and ops the resource layer follows;
+    /// later ones are not shown).
+    pub cap: String,
+    /// The cap.
+    pub capacity: u64,
+    /// Entries in use now.
+    pub used: u64,
+    /// What the cap turned away since the agent started: tasks for `sites`, lock
+    /// instances for `lock_classes`, tasks for `lost_waker_tasks`, resources and ops for
+    /// `tokio_resources`.
+    pub dropped: u64,
 }
 
 /// Counters for one spawn site.
@@ -361,6 +388,10 @@ pub struct SiteRow {
     pub spawned: u64,
     /// Tasks spawned here that finished (completed, panicked or were aborted).
     pub completed: u64,
+    /// Panics inside tasks spawned here (counted through the process's panic hook; a task
+    /// that caught its own panic still counts). Included in [`SiteRow::completed`] when
+    /// the panic ended the task.
+    pub panicked: u64,
     /// Polls of this site's tasks.
     pub polls: u64,
     /// Seconds this site's tasks spent being polled: polls of 10 ms or more counted

@@ -80,13 +80,20 @@ struct IndexSlot {
 /// How far a lookup probes before giving up on the index and taking the slow path.
 const MAX_PROBE: usize = 32;
 
-/// Fixed-capacity table of spawn sites, numbered `0..capacity`; number `capacity` is the
-/// overflow row. Counters live in the per-thread lanes, indexed by these numbers.
+/// Sites kept apart for the agent's own tasks (its scheduling probe), so that they never
+/// take a place the service's sites are promised by the cap.
+const RESERVED: usize = 1;
+
+/// Fixed-capacity table of spawn sites, numbered `0..len`; the last number
+/// ([`SiteTable::overflow`]) is the overflow row. Counters live in the per-thread lanes,
+/// indexed by these numbers. Holds `capacity` service sites plus [`RESERVED`] for the agent.
 pub(crate) struct SiteTable {
     index: Box<[IndexSlot]>,
     labels: Box<[OnceLock<String>]>,
-    /// Sites allocated so far (excluding overflow).
+    /// Sites allocated so far (excluding overflow), the agent's own included.
     len: AtomicUsize,
+    /// Of those, the agent's own (allocated through [`SiteTable::lookup_reserved`]).
+    reserved_used: AtomicUsize,
     /// Slow path: interning by label, so two pointers to the same site, or two source
     /// paths that shorten to the same label, share a row.
     intern: Mutex<HashMap<String, u32>>,
@@ -96,23 +103,35 @@ impl SiteTable {
     pub(crate) fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         let index_len = (capacity * 4).next_power_of_two();
-        let labels: Box<[OnceLock<String>]> = (0..=capacity).map(|_| OnceLock::new()).collect();
-        let _ = labels[capacity].set(OVERFLOW_SITE.to_string());
+        let slots = capacity + RESERVED + 1;
+        let labels: Box<[OnceLock<String>]> = (0..slots).map(|_| OnceLock::new()).collect();
+        let _ = labels[slots - 1].set(OVERFLOW_SITE.to_string());
         SiteTable {
             index: (0..index_len).map(|_| IndexSlot::default()).collect(),
             labels,
             len: AtomicUsize::new(0),
+            reserved_used: AtomicUsize::new(0),
             intern: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Most sites tracked before the overflow row takes over.
+    /// Most service sites tracked before the overflow row takes over.
     pub(crate) fn capacity(&self) -> usize {
-        self.labels.len() - 1
+        self.labels.len() - 1 - RESERVED
+    }
+
+    /// Number of site rows counters need, the overflow row included.
+    pub(crate) fn slots(&self) -> usize {
+        self.labels.len()
     }
 
     pub(crate) fn overflow(&self) -> u32 {
-        self.capacity() as u32
+        (self.labels.len() - 1) as u32
+    }
+
+    /// Service sites tracked (the agent's own not counted).
+    pub(crate) fn tracked(&self) -> usize {
+        self.len() - self.reserved_used.load(Ordering::Relaxed)
     }
 
     /// Site number for a location. Lock-free when the location was seen before.
@@ -132,11 +151,17 @@ impl SiteTable {
             }
             i = (i + 1) & mask;
         }
-        self.intern_slow(location)
+        self.intern_slow(location, false)
+    }
+
+    /// Site number for one of the agent's own spawn locations: taken from the reserved
+    /// places, so the service keeps every place its cap promises.
+    pub(crate) fn lookup_reserved(&self, location: &'static Location<'static>) -> u32 {
+        self.intern_slow(location, true)
     }
 
     #[cold]
-    fn intern_slow(&self, location: &'static Location<'static>) -> u32 {
+    fn intern_slow(&self, location: &'static Location<'static>, reserved: bool) -> u32 {
         // A poisoned lock only means another thread panicked mid-insert; the map is still
         // consistent (insert is the last step), so keep going.
         let mut intern = self.intern.lock().unwrap_or_else(|e| e.into_inner());
@@ -145,12 +170,21 @@ impl SiteTable {
             Some(&site) => site,
             None => {
                 let next = self.len.load(Ordering::Relaxed);
-                if next >= self.capacity() {
+                let agents = self.reserved_used.load(Ordering::Relaxed);
+                let full = if reserved {
+                    agents >= RESERVED
+                } else {
+                    next - agents >= self.capacity()
+                };
+                if full {
                     // The label is not kept (the map stays bounded), but the pointer goes
                     // into the index below, so this site's next spawns skip this lock.
                     self.overflow()
                 } else {
                     let _ = self.labels[next].set(label.clone());
+                    if reserved {
+                        self.reserved_used.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.len.store(next + 1, Ordering::Release);
                     intern.insert(label, next as u32);
                     next as u32

@@ -8,8 +8,8 @@ use crate::Inner;
 use crate::clock::Seconds;
 use crate::leaks;
 use crate::model::{
-    AgentInfo, Finding, ProcessInfo, RuntimeInfo, SCHEMA_VERSION, SiteRow, Snapshot, TaskRow,
-    TaskState,
+    AgentInfo, CapUsage, Finding, ProcessInfo, RuntimeInfo, SCHEMA_VERSION, SiteRow, Snapshot,
+    TaskRow, TaskState,
 };
 use crate::starvation::{self, Starvation};
 use crate::tasks::TaskSlot;
@@ -49,9 +49,11 @@ pub(crate) fn take(
         agent: AgentInfo {
             started_unix_ms: inner.started_unix_ms,
             site_capacity: inner.sites.capacity() as u64,
-            sites_tracked: inner.sites.len() as u64,
+            sites_tracked: inner.sites.tracked() as u64,
             overflow_spawned: inner.lanes.totals(inner.sites.overflow()).spawned,
             untracked_terminations: inner.untracked_terminations.load(Ordering::Relaxed),
+            panic_counting: inner.panic_counting.load(Ordering::Relaxed),
+            caps: caps(inner),
         },
         tasks_total: sites.iter().map(|s| s.live).sum(),
         sites,
@@ -61,6 +63,33 @@ pub(crate) fn take(
         polls_in_progress: starvation.polls,
         locks,
     }
+}
+
+/// Every cap of the agent's tables, with what it turned away.
+fn caps(inner: &Inner) -> Vec<CapUsage> {
+    let (lock_classes, lock_overflow) = crate::sync::state::registry().class_usage();
+    let mut caps = vec![
+        CapUsage {
+            cap: "sites".to_string(),
+            capacity: inner.sites.capacity() as u64,
+            used: inner.sites.tracked() as u64,
+            dropped: inner.lanes.totals(inner.sites.overflow()).spawned,
+        },
+        CapUsage {
+            cap: "lock_classes".to_string(),
+            capacity: crate::sync::state::MAX_LOCK_CLASSES as u64,
+            used: lock_classes as u64,
+            dropped: lock_overflow,
+        },
+    ];
+    if let Some(wakers) = inner.wakers.get() {
+        caps.push(wakers.usage());
+    }
+    #[cfg(feature = "tokio-resources")]
+    if let Some(table) = inner.tokio_resources.get() {
+        caps.push(table.usage());
+    }
+    caps
 }
 
 /// Seconds a task has been idle: since its last poll started, or since spawn if never
@@ -149,6 +178,7 @@ fn site_rows(
             live,
             spawned: t.spawned,
             completed: t.completed,
+            panicked: inner.panics.get(site as u32),
             polls: t.polls,
             busy_seconds: micros(secs.of_ticks(t.busy) + t.long_busy as f64 * 1e-9),
             idle_over_threshold: idle_over[site],

@@ -171,7 +171,7 @@ fn spawn_probe(
     probe: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     if inner.starvation.probe_site().is_none() {
-        let site = inner.sites.lookup(std::panic::Location::caller());
+        let site = inner.sites.lookup_reserved(std::panic::Location::caller());
         inner.starvation.probe_site.store(site, Ordering::Relaxed);
     }
     drop(handle.spawn(probe));

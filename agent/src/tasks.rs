@@ -240,6 +240,25 @@ impl TaskTable {
         self.shard(id).get(&id).copied()
     }
 
+    /// The site of a live task, for the panic hook: like [`TaskTable::get`], but never
+    /// waits for an overflow shard's lock (a panic hook must not block).
+    pub(crate) fn site_of(&self, id: u64) -> Option<u32> {
+        let slot = self.slot(id);
+        if slot.id.load(Ordering::Acquire) == id {
+            let site = slot.site.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if slot.id.load(Ordering::Relaxed) == id {
+                return Some(site);
+            }
+        }
+        let shard = match self.overflow[id as usize % SHARDS].0.try_lock() {
+            Ok(shard) => shard,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        shard.get(&id).map(|t| t.site)
+    }
+
     /// Copies out every live task. Ring slots are read without locks (a slot that changes
     /// owner while read is skipped); overflow shards are locked one at a time.
     pub(crate) fn collect(&self) -> Vec<(u64, TaskSlot)> {

@@ -79,6 +79,17 @@ impl Table {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The table against [`MAX_TRACKED`].
+    pub(crate) fn usage(&self) -> crate::model::CapUsage {
+        let state = self.lock();
+        crate::model::CapUsage {
+            cap: "tokio_resources".to_string(),
+            capacity: MAX_TRACKED as u64,
+            used: (state.resources.len() + state.ops.len()) as u64,
+            dropped: state.dropped,
+        }
+    }
 }
 
 impl Agent {

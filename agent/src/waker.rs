@@ -856,6 +856,16 @@ impl WakerSource for Table {
     fn zero_waker_tasks(&self) -> Vec<u64> {
         Table::zero_waker_tasks(self)
     }
+
+    fn usage(&self) -> crate::model::CapUsage {
+        let stats = self.stats();
+        crate::model::CapUsage {
+            cap: "lost_waker_tasks".to_string(),
+            capacity: stats.capacity,
+            used: stats.tracked,
+            dropped: stats.over_capacity,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ mod locks_text;
 mod metrics;
 pub mod pprof;
 mod routes;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
@@ -150,12 +151,7 @@ impl Exporter {
                             return;
                         }
                     };
-                    let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                        let _ = stop_rx.await;
-                    });
-                    if let Err(e) = serve.await {
-                        tracing::error!("taskscope exporter stopped: {e}");
-                    }
+                    serve::run(listener, app, stop_rx).await;
                 });
             })
             .map_err(ExporterError::Start)?;

@@ -30,6 +30,10 @@ struct Families {
     sites_capacity: IntGauge,
     overflow_spawned: IntCounter,
     untracked_terminations: IntCounter,
+    task_panics: IntCounterVec,
+    cap_capacity: IntGaugeVec,
+    cap_used: IntGaugeVec,
+    cap_dropped: IntCounterVec,
     start_time: Gauge,
     idle_over: IntGaugeVec,
     idle_threshold: GaugeVec,
@@ -154,6 +158,32 @@ impl Families {
                 "taskscope_untracked_terminations_total",
                 "Terminations without a spawn (spawn_blocking tasks, worker threads), kept out of site counts.",
             ))
+            .expect("valid metric"),
+            task_panics: IntCounterVec::new(
+                opts(
+                    "taskscope_task_panics_total",
+                    "Panics inside tasks spawned at this site (through the process's panic hook).",
+                ),
+                site,
+            )
+            .expect("valid metric"),
+            cap_capacity: IntGaugeVec::new(
+                opts("taskscope_cap_capacity", "Size of one of the agent's capped tables."),
+                &["cap"],
+            )
+            .expect("valid metric"),
+            cap_used: IntGaugeVec::new(
+                opts("taskscope_cap_used", "Entries in use in one of the agent's capped tables."),
+                &["cap"],
+            )
+            .expect("valid metric"),
+            cap_dropped: IntCounterVec::new(
+                opts(
+                    "taskscope_cap_dropped_total",
+                    "What a capped table turned away: tasks (sites, lost_waker_tasks), locks (lock_classes), resources (tokio_resources).",
+                ),
+                &["cap"],
+            )
             .expect("valid metric"),
             start_time: Gauge::with_opts(opts(
                 "taskscope_agent_start_time_seconds",
@@ -308,7 +338,7 @@ impl Families {
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 40] {
+    fn collectors(&self) -> [&dyn Collector; 44] {
         [
             &self.tasks_live,
             &self.tasks_spawned,
@@ -326,6 +356,10 @@ impl Families {
             &self.sites_capacity,
             &self.overflow_spawned,
             &self.untracked_terminations,
+            &self.task_panics,
+            &self.cap_capacity,
+            &self.cap_used,
+            &self.cap_dropped,
             &self.start_time,
             &self.idle_over,
             &self.idle_threshold,
@@ -364,6 +398,7 @@ impl Families {
                 .with_label_values(l)
                 .inc_by(row.completed);
             self.task_polls.with_label_values(l).inc_by(row.polls);
+            self.task_panics.with_label_values(l).inc_by(row.panicked);
             self.task_busy
                 .with_label_values(l)
                 .inc_by(row.busy_seconds.max(0.0));
@@ -472,6 +507,14 @@ impl Families {
         self.overflow_spawned.inc_by(snap.agent.overflow_spawned);
         self.untracked_terminations
             .inc_by(snap.agent.untracked_terminations);
+        for cap in &snap.agent.caps {
+            let l = &[cap.cap.as_str()];
+            self.cap_capacity
+                .with_label_values(l)
+                .set(clamp_i64(cap.capacity));
+            self.cap_used.with_label_values(l).set(clamp_i64(cap.used));
+            self.cap_dropped.with_label_values(l).inc_by(cap.dropped);
+        }
         self.start_time.set(snap.agent.started_unix_ms as f64 / 1e3);
     }
 }

@@ -88,6 +88,8 @@ pub(crate) fn router(
             access,
             crate::auth::check,
         ))
+        // Outermost: size limits are checked before the token, and the deadline covers all.
+        .layer(axum::middleware::from_fn(crate::serve::limits))
 }
 
 const INDEX: &str = "taskscope exporter\n\

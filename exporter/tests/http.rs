@@ -77,6 +77,9 @@ fn metrics_and_snapshot_report_the_waiting_tasks() {
         rt.spawn(async move { rx.wait_for(|go| *go).await.map(|_| ()) }); // site: waiters
     }
     let site = site_of("// site: waiters");
+    let failing = rt.spawn(async { panic!("this task fails") }); // site: panics
+    assert!(rt.block_on(failing).unwrap_err().is_panic());
+    let panic_site = site_of("// site: panics");
     let addr = exporter.local_addr();
 
     let mut body = String::new();
@@ -88,6 +91,7 @@ fn metrics_and_snapshot_report_the_waiting_tasks() {
         // The runtime's facts come with its first poll, the site's counts with every poll:
         // wait for both.
         if gauge(&body, "taskscope_task_polls_total", &site) == Some(3.0)
+            && gauge(&body, "taskscope_tasks_completed_total", &panic_site) == Some(1.0)
             && body.contains("taskscope_runtime_workers 2")
         {
             break;
@@ -111,6 +115,27 @@ fn metrics_and_snapshot_report_the_waiting_tasks() {
     assert!(body.contains("# TYPE taskscope_tasks_live gauge"));
     assert!(body.contains("# TYPE taskscope_tasks_spawned_total counter"));
     assert!(body.contains("taskscope_runtime_workers 2"), "{body}");
+    assert_eq!(
+        gauge(&body, "taskscope_task_panics_total", &panic_site),
+        Some(1.0)
+    );
+    assert_eq!(
+        gauge(&body, "taskscope_task_panics_total", &site),
+        Some(0.0)
+    );
+    // Every cap with its size, use and what it turned away.
+    assert!(
+        body.contains("taskscope_cap_capacity{cap=\"sites\"} 1024"),
+        "{body}"
+    );
+    assert!(
+        body.contains("taskscope_cap_dropped_total{cap=\"sites\"} 0"),
+        "{body}"
+    );
+    assert!(
+        body.contains("taskscope_cap_capacity{cap=\"lock_classes\"} 256"),
+        "{body}"
+    );
 
     let (status, ctype, json) = get(addr, "/debug/taskscope/snapshot?tasks=10");
     assert_eq!((status, ctype.as_str()), (200, "application/json"));

@@ -447,6 +447,8 @@ pub(crate) struct Registry {
 struct ClassTable {
     by_key: HashMap<(usize, Option<String>, u8), Arc<Class>>,
     overflow: Option<Arc<Class>>,
+    /// Locks created into the overflow class since the process started.
+    overflow_registered: u64,
 }
 
 pub(crate) fn registry() -> &'static Registry {
@@ -479,26 +481,29 @@ impl Registry {
         name: Option<String>,
         holder_slots: usize,
     ) -> Registered {
-        let class = {
-            let mut t = lock(&self.classes);
-            let key = (
-                created_at as *const _ as usize,
-                name.clone(),
-                kind_code(kind),
-            );
-            match t.by_key.get(&key) {
-                Some(c) => Arc::clone(c),
-                None if t.by_key.len() < MAX_LOCK_CLASSES => {
-                    let c = Arc::new(Class::new(kind, Some(created_at), name));
-                    t.by_key.insert(key, Arc::clone(&c));
-                    c
+        let class =
+            {
+                let mut t = lock(&self.classes);
+                let key = (
+                    created_at as *const _ as usize,
+                    name.clone(),
+                    kind_code(kind),
+                );
+                match t.by_key.get(&key) {
+                    Some(c) => Arc::clone(c),
+                    None if t.by_key.len() < MAX_LOCK_CLASSES => {
+                        let c = Arc::new(Class::new(kind, Some(created_at), name));
+                        t.by_key.insert(key, Arc::clone(&c));
+                        c
+                    }
+                    None => {
+                        t.overflow_registered += 1;
+                        Arc::clone(t.overflow.get_or_insert_with(|| {
+                            Arc::new(Class::new(LockKind::Unknown, None, None))
+                        }))
+                    }
                 }
-                None => Arc::clone(
-                    t.overflow
-                        .get_or_insert_with(|| Arc::new(Class::new(LockKind::Unknown, None, None))),
-                ),
-            }
-        };
+            };
         class.instances.fetch_add(1, Ordering::Relaxed);
         let instance = Arc::new(Instance {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -526,6 +531,13 @@ impl Registry {
     }
 
     /// Every class, in creation order of their first lock (overflow last).
+    /// Lock classes tracked (the overflow row not counted) and locks created into the
+    /// overflow row since the process started.
+    pub(crate) fn class_usage(&self) -> (usize, u64) {
+        let t = lock(&self.classes);
+        (t.by_key.len(), t.overflow_registered)
+    }
+
     pub(crate) fn classes(&self) -> Vec<Arc<Class>> {
         let t = lock(&self.classes);
         let mut v: Vec<Arc<Class>> = t.by_key.values().cloned().collect();
