@@ -16,8 +16,11 @@
 //! dump. Each size runs in a fresh process (this binary, re-executed).
 //!
 //! Run: `cargo bench -p taskscope --features taskdump --bench dump -- [ROUNDS]` (default 5).
+//! Quick mode (`--quick` or `TASKSCOPE_BENCH_QUICK=1`, as CI runs it): 1000 tasks traced and
+//! registry-only, 1 round.
 
-use std::process::Command;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,7 +28,7 @@ use std::time::{Duration, Instant};
 use taskscope::DumpOptions;
 
 /// (tasks, traced) cases, each run in a fresh process.
-const CASES: [(usize, bool); 4] = [
+const CASES: &[(usize, bool)] = &[
     (10_000, true),
     (100_000, true),
     (100_000, false),
@@ -57,6 +60,9 @@ impl Ticker {
             .fetch_max(now.saturating_sub(last), Ordering::SeqCst);
     }
 }
+
+/// The quick mode's cases.
+const QUICK_CASES: &[(usize, bool)] = &[(1_000, true), (1_000, false)];
 
 /// Child process: one case; prints "took_ns paused_ns gap_ns probe_ns" per round, the
 /// warm-up first.
@@ -171,8 +177,9 @@ fn main() {
         .iter()
         .find(|a| !a.starts_with("--"))
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5)
+        .unwrap_or(if common::quick() { 1 } else { 5 })
         .max(1);
+    let cases = if common::quick() { QUICK_CASES } else { CASES };
     println!(
         "task dumps: N idle tasks on a 2-worker runtime, dumped from another runtime; \
          medians of {rounds} (after a warm-up)"
@@ -190,9 +197,9 @@ fn main() {
         "warm-up"
     );
     let exe = std::env::current_exe().expect("own path");
-    for (n, traced) in CASES {
+    for &(n, traced) in cases {
         let kind = if traced { "traced" } else { "registry" };
-        let out = Command::new(&exe)
+        let out = common::child_command(&exe)
             .args(["--child", &n.to_string(), kind, &rounds.to_string()])
             .output()
             .expect("run child");

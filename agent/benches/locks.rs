@@ -7,10 +7,13 @@
 //! `tokio::sync::Mutex` / `taskscope::sync::Mutex`, `tokio::sync::RwLock::read` /
 //! `taskscope::sync::RwLock::read`, `std::sync::Mutex` / `taskscope::sync::blocking::Mutex`.
 //!
-//! Run: `cargo bench -p taskscope --bench locks -- [N] [ROUNDS]` (defaults 2000000, 9).
+//! Run: `cargo bench -p taskscope --bench locks -- [N] [ROUNDS]` (defaults 2000000, 9;
+//! quick mode, `--quick` or `TASKSCOPE_BENCH_QUICK=1` as in CI: 20000, 3).
 //! The cost of the tokio resource layer on tokio's own locks: `cargo bench -p taskscope
 //! --features tokio-resources --bench locks -- --tokio-layer` (compare its "tokio" rows
 //! with a run without the feature).
+
+mod common;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -84,8 +87,16 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let n: usize = args.first().map_or(2_000_000, |s| s.parse().expect("N"));
-    let rounds: usize = args.get(1).map_or(9, |s| s.parse().expect("ROUNDS"));
+    let (default_n, default_rounds) = if common::quick() {
+        (20_000, 3)
+    } else {
+        (2_000_000, 9)
+    };
+    let n: usize = args.first().map_or(default_n, |s| s.parse().expect("N"));
+    let rounds: usize = args
+        .get(1)
+        .map_or(default_rounds, |s| s.parse().expect("ROUNDS"))
+        .max(1);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.worker_threads(2).enable_all();
     let agent = taskscope::install(&mut builder);

@@ -26,12 +26,12 @@
 //! Run: `cargo bench -p taskscope --features lost-waker --bench lost_waker --
 //! [storm|steady|all] [ROUNDS] [--baseline-exe PATH] [--tasks N] [--steady-tasks T]`
 //! (defaults: all, 9 rounds for the storm and 5 for the steady load, N = 200000,
-//! T = 10000).
+//! T = 10000). Quick mode (`--quick` or `TASKSCOPE_BENCH_QUICK=1`, as CI runs it): 1 round,
+//! N = 2000, T = 100, a 200 ms steady window.
 
 mod common;
 
-use common::{peak_rss_kib, steady, storm_cpu as storm};
-use std::process::Command;
+use common::{child_command, peak_rss_kib, quick, steady, storm_cpu as storm};
 
 #[cfg(feature = "lost-waker")]
 mod layers {
@@ -151,7 +151,7 @@ struct Sample {
 }
 
 fn run_child(v: &Variant, workload: &str, n: usize) -> Sample {
-    let out = Command::new(&v.exe)
+    let out = child_command(&v.exe)
         .args(["--child", workload, v.arg, &n.to_string()])
         .output()
         .expect("run child");
@@ -259,9 +259,14 @@ fn main() {
             .cloned()
     };
     let baseline = value_of("--baseline-exe");
-    let tasks: usize = value_of("--tasks").map_or(200_000, |s| s.parse().expect("--tasks N"));
-    let steady_tasks: usize =
-        value_of("--steady-tasks").map_or(10_000, |s| s.parse().expect("--steady-tasks T"));
+    let q = quick();
+    let tasks: usize = value_of("--tasks").map_or(if q { 2_000 } else { 200_000 }, |s| {
+        s.parse().expect("--tasks N")
+    });
+    let steady_tasks: usize = value_of("--steady-tasks")
+        .map_or(if q { 100 } else { 10_000 }, |s| {
+            s.parse().expect("--steady-tasks T")
+        });
     let mut skip = false;
     let free: Vec<&String> = args
         .iter()
@@ -274,7 +279,7 @@ fn main() {
         })
         .collect();
     let workload = free.first().map_or("all", |s| s.as_str());
-    let rounds: Option<usize> = free.get(1).and_then(|s| s.parse().ok());
+    let rounds: Option<usize> = free.get(1).and_then(|s| s.parse().ok()).or(q.then_some(1));
 
     let me = std::env::current_exe().expect("own path");
     let mut variants = Vec::new();

@@ -45,9 +45,8 @@
 
 mod common;
 
-use common::{peak_rss_kib, steady, storm_cpu as storm};
+use common::{child_command, peak_rss_kib, quick, steady, storm_cpu as storm};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -64,6 +63,8 @@ use std::time::Duration;
 /// per-task figure is only a true per-task cost at the smaller sizes.
 fn memory(rt: &tokio::runtime::Runtime, n: usize) -> Vec<tokio::sync::oneshot::Sender<()>> {
     const BATCH: usize = 10_000;
+    // Quick mode (CI): the same steps with short pauses.
+    let (pause, settle) = if quick() { (10, 100) } else { (100, 1500) };
     let parked = Arc::new(AtomicUsize::new(0));
     let mut senders = Vec::with_capacity(n);
     while senders.len() < n {
@@ -79,9 +80,9 @@ fn memory(rt: &tokio::runtime::Runtime, n: usize) -> Vec<tokio::sync::oneshot::S
         while parked.load(Ordering::Relaxed) < senders.len() {
             std::thread::sleep(Duration::from_millis(1));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(pause));
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(settle));
     senders
 }
 
@@ -94,6 +95,7 @@ fn child(workload: &str, variant: &str, n: usize) {
     let agent = match variant {
         "bare" => None,
         "taskscope" => Some(taskscope::install(&mut builder)),
+        #[cfg(feature = "bench-console")]
         "console" => {
             console_subscriber::ConsoleLayer::builder()
                 .server_addr(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -156,7 +158,7 @@ struct Sample {
 }
 
 fn run_child(v: &Variant, workload: &str, n: usize) -> Sample {
-    let mut cmd = Command::new(&v.exe);
+    let mut cmd = child_command(&v.exe);
     match v.storm_only {
         None => cmd.args(["--child", workload, v.name, &n.to_string()]),
         Some(arg) => cmd.args(["--child", arg, &n.to_string()]),
@@ -330,16 +332,21 @@ fn main() {
             },
         )
     };
-    let rounds = number("--rounds", 5).max(1);
-    let memory_rounds = number("--memory-rounds", 3).max(1);
+    // Quick mode (CI): one round of tiny sizes, to keep the benchmark compiling and running.
+    let q = quick();
+    let rounds = number("--rounds", if q { 1 } else { 5 }).max(1);
+    let memory_rounds = number("--memory-rounds", if q { 1 } else { 3 }).max(1);
     let console_rounds = value_of("--console-rounds").map(|s| {
         s.parse::<usize>()
             .expect("--console-rounds takes a number")
             .max(1)
     });
-    let sizes = list("--sizes", &[20_000, 200_000]);
-    let memory_sizes = list("--memory-sizes", &[100_000, 1_000_000]);
-    let steady_tasks = number("--steady-tasks", 10_000);
+    let sizes = list("--sizes", if q { &[2_000] } else { &[20_000, 200_000] });
+    let memory_sizes = list(
+        "--memory-sizes",
+        if q { &[2_000] } else { &[100_000, 1_000_000] },
+    );
+    let steady_tasks = number("--steady-tasks", if q { 100 } else { 10_000 });
     let console_storm_max = number("--console-storm-max", 200_000);
     let console_memory_max = number("--console-memory-max", 100_000);
     let baseline = value_of("--baseline-exe");
@@ -365,7 +372,9 @@ fn main() {
         exe: me.clone(),
         storm_only: None,
     };
-    let (bare, taskscope, console) = (ours("bare"), ours("taskscope"), ours("console"));
+    let (bare, taskscope) = (ours("bare"), ours("taskscope"));
+    // console-subscriber only where this build has it (feature `bench-console`).
+    let console = cfg!(feature = "bench-console").then(|| ours("console"));
     let notracing = baseline.map(|path| Variant {
         name: "bare-notr",
         exe: path.into(),
@@ -374,7 +383,12 @@ fn main() {
 
     println!(
         "taskscope vs peers: 2 workers, each run a fresh process, order alternating, ratios vs bare; \
-         tokio has its `tracing` feature in every variant of this build"
+         tokio's `tracing` feature is {} in every variant of this build",
+        if cfg!(feature = "bench-console") {
+            "on"
+        } else {
+            "off"
+        }
     );
     if wants("storm") {
         let r = rounds;
@@ -383,8 +397,8 @@ fn main() {
         );
         for &n in &sizes {
             let mut vs = vec![&bare, &taskscope];
-            if n <= console_storm_max {
-                vs.push(&console);
+            if let Some(c) = console.as_ref().filter(|_| n <= console_storm_max) {
+                vs.push(c);
             }
             if let Some(v) = &notracing {
                 vs.push(v);
@@ -397,13 +411,9 @@ fn main() {
         println!(
             "\nsteady: T tasks looping sleep(1ms) + small work, 3 s after 1 s warm-up (medians: iterations per wall-clock second and per CPU second, peak RSS)"
         );
-        measure(
-            &[&bare, &taskscope, &console],
-            "steady",
-            steady_tasks,
-            r,
-            console_rounds.unwrap_or(r),
-        );
+        let mut vs = vec![&bare, &taskscope];
+        vs.extend(console.as_ref());
+        measure(&vs, "steady", steady_tasks, r, console_rounds.unwrap_or(r));
     }
     if wants("memory") {
         let r = memory_rounds;
@@ -412,8 +422,8 @@ fn main() {
         );
         for &n in &memory_sizes {
             let mut vs = vec![&bare, &taskscope];
-            if n <= console_memory_max {
-                vs.push(&console);
+            if let Some(c) = console.as_ref().filter(|_| n <= console_memory_max) {
+                vs.push(c);
             }
             measure(&vs, "memory", n, r, console_rounds.unwrap_or(r));
         }

@@ -9,14 +9,14 @@
 //! taskscope / baseline. The tasks do nothing but yield: the worst case for per-task cost.
 //!
 //! Run: `cargo bench -p taskscope --bench spawn_storm -- [N[,N...]] [ROUNDS]`
-//! (defaults: N = 200000, ROUNDS = 9).
+//! (defaults: N = 200000, ROUNDS = 9). Quick mode (`--quick` or `TASKSCOPE_BENCH_QUICK=1`,
+//! as CI runs it): N = 2000, 2 rounds.
 
-use std::process::Command;
 use std::time::Duration;
 
 mod common;
 
-use common::{peak_rss_kib, storm};
+use common::{child_command, peak_rss_kib, quick, storm};
 
 const VARIANTS: [&str; 2] = ["baseline", "taskscope"];
 
@@ -39,7 +39,7 @@ fn child(variant: &str, n: usize) {
 
 fn run_child(variant: &str, n: usize) -> (Duration, u64) {
     let exe = std::env::current_exe().expect("own path");
-    let out = Command::new(exe)
+    let out = child_command(exe)
         .args(["--child", variant, &n.to_string()])
         .output()
         .expect("run child");
@@ -70,11 +70,16 @@ fn main() {
     }
     // `cargo bench` passes `--bench`; keep the rest.
     let free: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let (default_size, default_rounds) = if quick() { (2_000, 2) } else { (200_000, 9) };
     let sizes: Vec<usize> = free
         .first()
         .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_else(|| vec![200_000]);
-    let rounds: usize = free.get(1).and_then(|s| s.parse().ok()).unwrap_or(9).max(1);
+        .unwrap_or_else(|| vec![default_size]);
+    let rounds: usize = free
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_rounds)
+        .max(1);
 
     println!(
         "spawn storm: tasks x 4 yields, 2 workers, {rounds} rounds, each run a fresh process, order alternating"

@@ -2,9 +2,31 @@
 
 #![allow(dead_code)] // each benchmark uses a part of it
 
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Environment variable that selects the quick mode: tiny sizes, one or two rounds, short
+/// windows. CI runs every benchmark this way (`TASKSCOPE_BENCH_QUICK=1 cargo test --benches`)
+/// so they keep compiling and running; the figures it prints mean nothing.
+pub const QUICK_ENV: &str = "TASKSCOPE_BENCH_QUICK";
+
+/// Whether this run is a quick one: `--quick` among the arguments, or [`QUICK_ENV`] set to
+/// anything but "" or "0".
+pub fn quick() -> bool {
+    std::env::args().any(|a| a == "--quick")
+        || std::env::var(QUICK_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A command for a child process of this benchmark, told to be quick when this run is.
+pub fn child_command(exe: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(exe);
+    if quick() {
+        cmd.env(QUICK_ENV, "1");
+    }
+    cmd
+}
 
 /// One storm of `n` tasks; returns the time from the first spawn to the last completion.
 pub fn storm(rt: &tokio::runtime::Runtime, n: usize) -> Duration {
@@ -65,9 +87,15 @@ pub fn storm_cpu(rt: &tokio::runtime::Runtime, n: usize) -> (Duration, Duration)
 #[repr(align(64))]
 pub struct Counter(AtomicU64);
 
-/// `tasks` tasks looping sleep(1 ms) + a little work; loop iterations per second over 3 s,
-/// and per second of the process's CPU time over the same 3 s.
+/// `tasks` tasks looping sleep(1 ms) + a little work; loop iterations per second over 3 s
+/// (after 1 s of warm-up), and per second of the process's CPU time over the same 3 s. In
+/// quick mode the warm-up is 50 ms and the window 200 ms.
 pub fn steady(rt: &tokio::runtime::Runtime, tasks: usize) -> (f64, f64) {
+    let (warm_up, window) = if quick() {
+        (Duration::from_millis(50), Duration::from_millis(200))
+    } else {
+        (Duration::from_secs(1), Duration::from_secs(3))
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let counts: Arc<Vec<Counter>> =
         Arc::new((0..tasks).map(|_| Counter(AtomicU64::new(0))).collect());
@@ -95,9 +123,9 @@ pub fn steady(rt: &tokio::runtime::Runtime, tasks: usize) -> (f64, f64) {
             .map(|c| c.0.load(Ordering::Relaxed))
             .sum::<u64>()
     };
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(warm_up);
     let (n0, t0, c0) = (total(), Instant::now(), cpu_time());
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(window);
     let (n1, t1, c1) = (total(), Instant::now(), cpu_time());
     stop.store(true, Ordering::Relaxed);
     rt.block_on(async {
