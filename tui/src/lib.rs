@@ -20,12 +20,12 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod source;
 pub mod state;
 pub mod top;
 pub mod view;
 
-use std::future::Future;
-use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -34,7 +34,8 @@ use futures::StreamExt as _;
 use ratatui::DefaultTerminal;
 use taskscope::model::{Dump, Snapshot};
 
-use crate::client::{FETCH_TIMEOUT, FetchError, fetch_dump, fetch_snapshot, mark_baseline};
+use crate::client::{FETCH_TIMEOUT, FetchError};
+use crate::source::{HttpSource, Source, SourceFuture};
 use crate::state::{App, Nav, View, no_color_from_env};
 
 /// Target used when none is given.
@@ -101,37 +102,45 @@ pub fn normalize_url(url: &str) -> anyhow::Result<String> {
 /// on every exit path, errors and panics included.
 pub fn run(config: Config) -> anyhow::Result<()> {
     let url = normalize_url(&config.url)?;
-    let refresh = config.refresh.clamp(MIN_REFRESH, MAX_REFRESH);
-    anyhow::ensure!(
-        std::io::IsTerminal::is_terminal(&std::io::stdout()),
-        "taskscope draws in a terminal, but its output is not one"
-    );
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return std::thread::scope(|s| {
-            s.spawn(|| run_blocking(url, refresh))
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("the taskscope UI thread panicked")))
-        });
-    }
-    run_blocking(url, refresh)
-}
-
-fn run_blocking(url: String, refresh: Duration) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
     let client = client::client_builder()?
         .timeout(FETCH_TIMEOUT)
         .build()
         .context("cannot build the HTTP client")?;
+    run_source(Box::new(HttpSource::new(client, url)), config.refresh)
+}
 
+/// Runs the TUI on `source` until the user quits, fetching every `refresh`; see
+/// [`source`] for what a source is. Like [`run`], it builds its own current-thread
+/// runtime (on a helper thread when called from inside a runtime), and the terminal is
+/// restored on every exit path.
+pub fn run_source(source: Box<dyn Source>, refresh: Duration) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        "taskscope draws in a terminal, but its output is not one"
+    );
+    let refresh = refresh.clamp(MIN_REFRESH, MAX_REFRESH);
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return std::thread::scope(|s| {
+            s.spawn(|| run_blocking(source, refresh))
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the taskscope UI thread panicked")))
+        });
+    }
+    run_blocking(source, refresh)
+}
+
+fn run_blocking(source: Box<dyn Source>, refresh: Duration) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let app = App::new(source.label(), Instant::now())
+        .with_no_color(no_color_from_env())
+        .with_refresh(refresh)
+        .with_capabilities(source.capabilities());
     let _guard = TerminalGuard;
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
-    let app = App::new(url, Instant::now())
-        .with_no_color(no_color_from_env())
-        .with_refresh(refresh);
-    rt.block_on(event_loop(&mut terminal, app, client))
+    rt.block_on(event_loop(&mut terminal, app, Link::new(source)))
     // `_guard` restores the terminal here, and also on early return or unwinding.
 }
 
@@ -143,14 +152,6 @@ impl Drop for TerminalGuard {
         ratatui::restore();
     }
 }
-
-type FetchFuture = Pin<Box<dyn Future<Output = Result<Snapshot, FetchError>>>>;
-
-/// A dump in flight: the id of its request and the fetch.
-type DumpFuture = (u64, Pin<Box<dyn Future<Output = Result<Dump, FetchError>>>>);
-
-/// Marking a baseline in flight.
-type BaselineFuture = Pin<Box<dyn Future<Output = Result<u64, FetchError>>>>;
 
 /// When to fetch: every [`App::refresh`], following it when `+`/`-` change it.
 struct FetchTicker {
@@ -189,52 +190,122 @@ impl FetchTicker {
     }
 }
 
+/// One source and its requests in flight: at most one snapshot fetch, one dump and one
+/// baseline each, polled next to the keyboard so that keys are never blocked. A dump
+/// asked for meanwhile starts after the one in flight (the exporter would refuse a second
+/// one with 429 anyway).
+struct Link {
+    source: Box<dyn Source>,
+    fetch: Option<SourceFuture<Snapshot>>,
+    dump: Option<(u64, SourceFuture<Dump>)>,
+    baseline: Option<SourceFuture<u64>>,
+}
+
+/// A request of a [`Link`] that finished.
+enum Done {
+    Snapshot(Box<Result<Snapshot, FetchError>>),
+    Dump(u64, Result<Dump, FetchError>),
+    Baseline(Result<u64, FetchError>),
+}
+
+impl Link {
+    fn new(source: Box<dyn Source>) -> Self {
+        Link {
+            source,
+            fetch: None,
+            dump: None,
+            baseline: None,
+        }
+    }
+
+    /// Starts the dump and baseline `app` asks for, when none of that kind is in flight;
+    /// a source that cannot do it says why, on screen.
+    fn start_requests(&mut self, app: &mut App, now: Instant) {
+        if self.baseline.is_none() && app.take_baseline_request() {
+            match self.source.mark_baseline() {
+                Ok(future) => self.baseline = Some(future),
+                Err(why) => app.set_notice(format!("baseline unavailable for this source: {why}")),
+            }
+        }
+        if self.dump.is_none()
+            && let Some(request) = app.take_dump_request()
+        {
+            match self.source.dump(&request.site) {
+                Ok(future) => self.dump = Some((request.id, future)),
+                Err(why) => app.refuse_dump(request.id, &why, now),
+            }
+        }
+    }
+
+    /// Starts a snapshot fetch unless one is in flight.
+    fn start_fetch(&mut self) {
+        if self.fetch.is_none() {
+            self.fetch = Some(self.source.fetch());
+        }
+    }
+
+    /// The next request to finish; pending while none is in flight.
+    fn poll_done(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Done> {
+        if let Some(fetch) = self.fetch.as_mut()
+            && let Poll::Ready(result) = fetch.as_mut().poll(cx)
+        {
+            self.fetch = None;
+            return Poll::Ready(Done::Snapshot(Box::new(result)));
+        }
+        if let Some((id, dump)) = self.dump.as_mut()
+            && let Poll::Ready(result) = dump.as_mut().poll(cx)
+        {
+            let id = *id;
+            self.dump = None;
+            return Poll::Ready(Done::Dump(id, result));
+        }
+        if let Some(baseline) = self.baseline.as_mut()
+            && let Poll::Ready(result) = baseline.as_mut().poll(cx)
+        {
+            self.baseline = None;
+            return Poll::Ready(Done::Baseline(result));
+        }
+        Poll::Pending
+    }
+}
+
+/// Hands a finished request to the state.
+fn apply_done(app: &mut App, done: Done, now: Instant) {
+    match done {
+        Done::Snapshot(result) => app.apply(*result, now),
+        Done::Dump(id, result) => app.apply_dump(id, result, now),
+        Done::Baseline(result) => app.apply_baseline(result, now),
+    }
+}
+
+/// Tells the state how many rows of the current view fit on the screen.
+fn fit_viewport(app: &mut App, size: ratatui::layout::Rect) {
+    match app.view() {
+        View::Sites => app.set_viewport_rows(view::table_body_rows(size, app)),
+        View::Locks => app.set_lock_viewport_rows(view::lock_table_body_rows(size, app)),
+        View::Detail => {
+            let (rows, lines) = view::detail_metrics(size, app);
+            app.set_detail_viewport(rows, lines);
+        }
+        View::Findings => app.set_finding_viewport_rows(view::finding_table_body_rows(size, app)),
+    }
+}
+
 async fn event_loop(
     terminal: &mut DefaultTerminal,
     mut app: App,
-    client: reqwest::Client,
+    mut link: Link,
 ) -> anyhow::Result<()> {
     let mut events = EventStream::new();
     let mut ticker = FetchTicker::new(app.refresh());
-    // At most one fetch in flight; polled by the select below, so keys are never blocked.
-    let mut in_flight: Option<FetchFuture> = None;
-    // At most one dump in flight, likewise; a dump asked for meanwhile starts after it (the
-    // exporter would refuse a second one with 429 anyway).
-    let mut dump_in_flight: Option<DumpFuture> = None;
-    let mut baseline_in_flight: Option<BaselineFuture> = None;
 
     loop {
-        app.tick(Instant::now());
+        let now = Instant::now();
+        app.tick(now);
         ticker.follow(app.refresh());
-        if baseline_in_flight.is_none() && app.take_baseline_request() {
-            let client = client.clone();
-            let url = app.target.clone();
-            baseline_in_flight = Some(Box::pin(async move { mark_baseline(&client, &url).await }));
-        }
-        if dump_in_flight.is_none()
-            && let Some(request) = app.take_dump_request()
-        {
-            let client = client.clone();
-            let url = app.target.clone();
-            dump_in_flight = Some((
-                request.id,
-                Box::pin(async move { fetch_dump(&client, &url, &request.site).await }),
-            ));
-        }
+        link.start_requests(&mut app, now);
         let size = terminal.size().context("cannot read the terminal size")?;
-        match app.view() {
-            View::Sites => app.set_viewport_rows(view::table_body_rows(size.into(), &app)),
-            View::Locks => {
-                app.set_lock_viewport_rows(view::lock_table_body_rows(size.into(), &app))
-            }
-            View::Detail => {
-                let (rows, lines) = view::detail_metrics(size.into(), &app);
-                app.set_detail_viewport(rows, lines);
-            }
-            View::Findings => {
-                app.set_finding_viewport_rows(view::finding_table_body_rows(size.into(), &app))
-            }
-        }
+        fit_viewport(&mut app, size.into());
         terminal
             .draw(|frame| view::render(frame, &app))
             .context("cannot draw")?;
@@ -251,53 +322,14 @@ async fn event_loop(
                 Some(Err(e)) => return Err(e).context("cannot read terminal events"),
                 None => return Ok(()),
             },
-            _ = ticker.tick() => {
-                if in_flight.is_none() {
-                    let client = client.clone();
-                    let url = app.target.clone();
-                    in_flight = Some(Box::pin(async move { fetch_snapshot(&client, &url).await }));
-                }
-            }
-            result = poll_in_flight(&mut in_flight) => {
-                in_flight = None;
-                app.apply(result, Instant::now());
-            }
-            (id, result) = poll_dump(&mut dump_in_flight) => {
-                dump_in_flight = None;
-                app.apply_dump(id, result, Instant::now());
-            }
-            result = poll_baseline(&mut baseline_in_flight) => {
-                baseline_in_flight = None;
-                app.apply_baseline(result, Instant::now());
+            _ = ticker.tick() => link.start_fetch(),
+            done = std::future::poll_fn(|cx| link.poll_done(cx)) => {
+                apply_done(&mut app, done, Instant::now());
             }
             // Redraw when a footer notice expires, and to count the seconds since pausing.
             _ = tokio::time::sleep(Duration::from_millis(500)),
                 if app.notice().is_some() || app.paused_at().is_some() => {}
         }
-    }
-}
-
-/// Waits for the baseline request in flight, or forever when there is none.
-async fn poll_baseline(in_flight: &mut Option<BaselineFuture>) -> Result<u64, FetchError> {
-    match in_flight.as_mut() {
-        Some(fetch) => fetch.await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Waits for the dump in flight, or forever when there is none.
-async fn poll_dump(in_flight: &mut Option<DumpFuture>) -> (u64, Result<Dump, FetchError>) {
-    match in_flight.as_mut() {
-        Some((id, fetch)) => (*id, fetch.await),
-        None => std::future::pending().await,
-    }
-}
-
-/// Waits for the fetch in flight, or forever when there is none.
-async fn poll_in_flight(in_flight: &mut Option<FetchFuture>) -> Result<Snapshot, FetchError> {
-    match in_flight.as_mut() {
-        Some(fetch) => fetch.await,
-        None => std::future::pending().await,
     }
 }
 
@@ -692,6 +724,97 @@ mod tests {
         // Unchanged: following again keeps the schedule.
         ticker.follow(MIN_REFRESH);
         assert_eq!(ticker.period(), MIN_REFRESH);
+    }
+
+    /// A source with fixed answers and no dumps or baselines.
+    struct FixedSource;
+
+    impl Source for FixedSource {
+        fn label(&self) -> String {
+            "fixed".into()
+        }
+        fn capabilities(&self) -> source::Capabilities {
+            source::Capabilities::file()
+        }
+        fn fetch(&self) -> SourceFuture<Snapshot> {
+            Box::pin(async {
+                Ok(Snapshot {
+                    sites: vec![taskscope::model::SiteRow {
+                        site: "a.rs:1:1".into(),
+                        live: 3,
+                        ..Default::default()
+                    }],
+                    ..Snapshot::default()
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_loop_takes_snapshots_from_a_source_and_says_what_it_cannot_do() {
+        let t0 = Instant::now();
+        let source = FixedSource;
+        // The state knows the source's capabilities up front: no request is made.
+        let mut app = App::new(source.label(), t0).with_capabilities(source.capabilities());
+        let mut link = Link::new(Box::new(source));
+        link.start_fetch();
+        link.start_fetch(); // one at a time
+        let done = std::future::poll_fn(|cx| link.poll_done(cx)).await;
+        apply_done(&mut app, done, t0);
+        assert_eq!(app.live_total(), 3);
+        assert!(link.fetch.is_none());
+
+        let key = |code| KeyEvent::new(code, KeyModifiers::NONE);
+        handle_key(&mut app, key(KeyCode::Char('b')));
+        assert_eq!(
+            app.notice(),
+            Some(
+                "baseline unavailable for this source: a saved file has no target to mark a \
+                 baseline on"
+            )
+        );
+        handle_key(&mut app, key(KeyCode::Enter));
+        assert_eq!(app.view(), View::Detail);
+        assert_eq!(app.take_dump_request(), None);
+        assert_eq!(
+            app.detail().and_then(|d| d.error()),
+            Some(
+                "task dumps unavailable for this source: a saved file holds only the dump saved \
+                 with it, no new ones"
+            )
+        );
+        assert!(!app.detail().unwrap().loading());
+
+        // A state that thinks dumps are possible still gets the source's refusal on screen.
+        let mut app = App::new("fixed", t0);
+        app.apply(
+            Ok(Snapshot {
+                sites: vec![taskscope::model::SiteRow {
+                    site: "a.rs:1:1".into(),
+                    live: 1,
+                    ..Default::default()
+                }],
+                ..Snapshot::default()
+            }),
+            t0,
+        );
+        assert!(app.open_detail());
+        app.request_baseline();
+        link.start_requests(&mut app, t0);
+        assert!(link.dump.is_none() && link.baseline.is_none());
+        assert!(!app.detail().unwrap().loading());
+        assert!(
+            app.detail()
+                .unwrap()
+                .error()
+                .unwrap()
+                .starts_with("task dumps unavailable for this source: ")
+        );
+        assert!(
+            app.notice()
+                .unwrap()
+                .starts_with("baseline unavailable for this source: ")
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use taskscope::model::{
 };
 
 use crate::client::FetchError;
+use crate::source::{Capabilities, Capability};
 use crate::{DEFAULT_REFRESH, MAX_REFRESH, MIN_REFRESH};
 
 /// Samples kept per history ring (one per successful poll: 60 s at the default refresh).
@@ -241,6 +242,8 @@ pub struct App {
     pub status: ConnectionStatus,
     /// Draw without colours (the `NO_COLOR` convention).
     pub no_color: bool,
+    /// What the source can do besides snapshots (dumps, baselines).
+    capabilities: Capabilities,
     /// Follows every successful fetch.
     live: Data,
     /// While the display is paused: what it shows.
@@ -289,6 +292,7 @@ impl App {
             target: target.into(),
             status: ConnectionStatus::Connecting,
             no_color: false,
+            capabilities: Capabilities::default(),
             live: Data::default(),
             paused: None,
             now,
@@ -318,6 +322,18 @@ impl App {
     /// What the screen shows: the live data, or the frozen copy while paused.
     fn shown(&self) -> &Data {
         self.paused.as_ref().map_or(&self.live, |p| &p.data)
+    }
+
+    /// Sets what the source can do (see [`crate::source::Source::capabilities`]); a live
+    /// exporter's capabilities by default.
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// What the source can do besides snapshots.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
     }
 
     /// Sets the time between fetches, within [`MIN_REFRESH`]`..=`[`MAX_REFRESH`].
@@ -383,9 +399,20 @@ impl App {
         self.help
     }
 
-    /// Asks for a baseline to be marked on the target (key `b`).
+    /// Asks for a baseline to be marked on the target (key `b`); when the source cannot
+    /// mark one, says why in the footer instead.
     pub fn request_baseline(&mut self) {
-        self.baseline_requested = true;
+        match self.capabilities.baseline.clone() {
+            Capability::Available => self.baseline_requested = true,
+            Capability::Unavailable(why) => {
+                self.set_notice(format!("baseline unavailable for this source: {why}"))
+            }
+        }
+    }
+
+    /// Shows `text` in the footer for [`NOTICE_FOR`].
+    pub fn set_notice(&mut self, text: String) {
+        self.notice = Some((text, self.now + NOTICE_FOR));
     }
 
     /// Hands a requested baseline to the event loop, once.
@@ -810,6 +837,10 @@ impl App {
         if detail.loading {
             return false;
         }
+        if let Some(why) = self.capabilities.dumps.why_not() {
+            detail.error = Some(format!("task dumps unavailable for this source: {why}"));
+            return false;
+        }
         self.dump_requests += 1;
         detail.loading = true;
         detail.request_id = self.dump_requests;
@@ -846,6 +877,19 @@ impl App {
                 detail.scroll = 0;
             }
             Err(e) => detail.error = Some(e.to_string()),
+        }
+    }
+
+    /// Records that the source refused the dump request `id` (it cannot take dumps), with
+    /// its reason.
+    pub fn refuse_dump(&mut self, id: u64, why: &str, now: Instant) {
+        self.tick(now);
+        if let Some(detail) = self.detail.as_mut()
+            && detail.loading
+            && detail.request_id == id
+        {
+            detail.loading = false;
+            detail.error = Some(format!("task dumps unavailable for this source: {why}"));
         }
     }
 
