@@ -12,7 +12,7 @@
 //! then panics are no longer counted (documented on [`crate::AgentBuilder::count_panics`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once, Weak};
+use std::sync::{Arc, Once, RwLock, Weak};
 
 use crate::Inner;
 use crate::tasks::id_to_u64;
@@ -22,7 +22,9 @@ use crate::tasks::id_to_u64;
 /// snapshot's `panic_counting` field).
 const MAX_AGENTS: usize = 64;
 
-static AGENTS: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
+/// Read by every panicking thread at once (so a read lock: two tasks panicking together must
+/// both be counted), written only when an agent is installed.
+static AGENTS: RwLock<Vec<Weak<Inner>>> = RwLock::new(Vec::new());
 static HOOK: Once = Once::new();
 
 /// Per-site panic counters, one per site slot (the overflow row included).
@@ -64,7 +66,7 @@ pub(crate) fn register(inner: &Arc<Inner>) -> bool {
             previous(info);
         }));
     });
-    let mut agents = AGENTS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut agents = AGENTS.write().unwrap_or_else(|e| e.into_inner());
     agents.retain(|a| a.strong_count() > 0);
     if agents.len() >= MAX_AGENTS {
         return false;
@@ -74,18 +76,15 @@ pub(crate) fn register(inner: &Arc<Inner>) -> bool {
 }
 
 /// Called from the panic hook: charges the panic to the site of the task being polled on
-/// this thread, if any agent tracks it. Never panics and never blocks on a lock another
-/// thread could hold for long: the registry lock is only taken to push or prune.
+/// this thread, if any agent tracks it. Never panics. The locks it takes (the registry for
+/// reading, a task-table shard) are held elsewhere only for a few instructions that call no
+/// user code, so a panic cannot happen while this thread holds one.
 fn count_current_task() {
     let Some(id) = tokio::task::try_id() else {
         return; // not inside a task: a panic in plain code, not ours to count
     };
     let id = id_to_u64(id);
-    // try_lock: a panic while this thread holds the registry (it does not, but a hook must
-    // not deadlock whatever happens) would otherwise hang.
-    let Ok(agents) = AGENTS.try_lock() else {
-        return;
-    };
+    let agents = AGENTS.read().unwrap_or_else(|e| e.into_inner());
     for agent in agents.iter().filter_map(Weak::upgrade) {
         if let Some(site) = agent.tasks.site_of(id) {
             agent.panics.count(site);

@@ -240,8 +240,8 @@ impl TaskTable {
         self.shard(id).get(&id).copied()
     }
 
-    /// The site of a live task, for the panic hook: like [`TaskTable::get`], but never
-    /// waits for an overflow shard's lock (a panic hook must not block).
+    /// The site of a live task, for the panic hook: like [`TaskTable::get`], reading only
+    /// the site.
     pub(crate) fn site_of(&self, id: u64) -> Option<u32> {
         let slot = self.slot(id);
         if slot.id.load(Ordering::Acquire) == id {
@@ -251,12 +251,7 @@ impl TaskTable {
                 return Some(site);
             }
         }
-        let shard = match self.overflow[id as usize % SHARDS].0.try_lock() {
-            Ok(shard) => shard,
-            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
-        shard.get(&id).map(|t| t.site)
+        self.shard(id).get(&id).map(|t| t.site)
     }
 
     /// Copies out every live task. Ring slots are read without locks (a slot that changes
