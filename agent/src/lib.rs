@@ -130,6 +130,8 @@ struct Inner {
     tasks: TaskTable,
     lanes: Arc<Lanes>,
     untracked_terminations: AtomicU64,
+    /// The runtime's name, if one was given.
+    runtime_name: Option<String>,
     /// Panics inside tasks, per site (see [`panics`]).
     panics: panics::PanicCounts,
     /// Whether the process's panic hook charges panics to this agent's sites.
@@ -170,6 +172,7 @@ pub struct AgentBuilder {
     blocked_threshold: Duration,
     max_blocking_threads: Option<usize>,
     count_panics: bool,
+    runtime_name: Option<String>,
 }
 
 impl Default for AgentBuilder {
@@ -181,6 +184,7 @@ impl Default for AgentBuilder {
             blocked_threshold: starvation::DEFAULT_BLOCKED_THRESHOLD,
             max_blocking_threads: None,
             count_panics: true,
+            runtime_name: None,
         }
     }
 }
@@ -277,6 +281,33 @@ impl AgentBuilder {
         self
     }
 
+    /// Names the runtime this agent watches, for a process with several runtimes: the
+    /// snapshot says it ([`model::AgentInfo::runtime_name`]), every metric series carries
+    /// it as the `runtime` label, and one exporter can serve several named agents
+    /// (`Exporter::runtime`). Up to 64 characters of `A-Z a-z 0-9 _ - .`; others are
+    /// replaced by `_`.
+    ///
+    /// ```
+    /// let mut io = tokio::runtime::Builder::new_multi_thread();
+    /// let agent = taskscope::Agent::builder().runtime_name("io").install(&mut io);
+    /// assert_eq!(agent.runtime_name(), Some("io"));
+    /// ```
+    pub fn runtime_name(mut self, name: &str) -> Self {
+        let clean: String = name
+            .chars()
+            .take(64)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.runtime_name = (!clean.is_empty()).then_some(clean);
+        self
+    }
+
     /// Builds the agent without installing it; call [`Agent::install`] next.
     pub fn build(self) -> Agent {
         let sites = SiteTable::new(self.site_capacity);
@@ -292,6 +323,7 @@ impl AgentBuilder {
                 tasks: TaskTable::new(self.task_slots),
                 untracked_terminations: AtomicU64::new(0),
                 panics: panics::PanicCounts::new(site_slots),
+                runtime_name: self.runtime_name,
                 panic_counting: AtomicBool::new(self.count_panics),
                 installed: AtomicBool::new(false),
                 runtime: Arc::downgrade(&runtime),
@@ -361,6 +393,11 @@ impl Agent {
         builder.on_before_task_poll(move |meta| inner.on_before_poll(meta));
         let inner = Arc::clone(&self.inner);
         builder.on_after_task_poll(move |meta| inner.on_after_poll(meta));
+    }
+
+    /// The name given with [`AgentBuilder::runtime_name`], if any.
+    pub fn runtime_name(&self) -> Option<&str> {
+        self.inner.runtime_name.as_deref()
     }
 
     /// Reads the per-site counters and runtime facts (no per-task list).

@@ -54,6 +54,10 @@ pub struct Snapshot {
     /// Instrumented locks (`taskscope::sync`), one row per lock identity (creation site and
     /// name), most waited-on first.
     pub locks: Vec<LockRow>,
+    /// Names of every runtime the exporter that served this snapshot watches (select one
+    /// with `?runtime=NAME`); empty when it watches a single unnamed runtime. The runtime
+    /// this snapshot is about is [`AgentInfo::runtime_name`].
+    pub runtimes: Vec<String>,
 }
 
 /// What kind of instrumented lock.
@@ -353,6 +357,9 @@ pub struct AgentInfo {
     /// Every cap of the agent's tables: its size, how much is in use, and what it turned
     /// away since the agent started. Exported as `taskscope_cap_*{cap="..."}`.
     pub caps: Vec<CapUsage>,
+    /// The name given to the runtime this agent watches (`AgentBuilder::runtime_name`),
+    /// if any; metrics then carry it as the `runtime` label.
+    pub runtime_name: Option<String>,
 }
 
 /// One of the agent's caps (see [`AgentInfo::caps`]).

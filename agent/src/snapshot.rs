@@ -54,6 +54,7 @@ pub(crate) fn take(
             untracked_terminations: inner.untracked_terminations.load(Ordering::Relaxed),
             panic_counting: inner.panic_counting.load(Ordering::Relaxed),
             caps: caps(inner),
+            runtime_name: inner.runtime_name.clone(),
         },
         tasks_total: sites.iter().map(|s| s.live).sum(),
         sites,
@@ -62,6 +63,7 @@ pub(crate) fn take(
         baseline: leaks::baseline_diff(inner, &secs),
         polls_in_progress: starvation.polls,
         locks,
+        runtimes: Vec::new(),
     }
 }
 

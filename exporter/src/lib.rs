@@ -57,6 +57,15 @@ pub enum ExporterError {
         #[source]
         source: std::io::Error,
     },
+    /// Several runtimes are served and one of their agents has no name.
+    #[error(
+        "an exporter serving several runtimes needs each agent named \
+         (Agent::builder().runtime_name(..))"
+    )]
+    UnnamedRuntime,
+    /// Two agents served by one exporter have the same name.
+    #[error("two runtimes served by one exporter are both named {0:?}")]
+    DuplicateRuntime(String),
     /// The exporter's thread or runtime could not be started.
     #[error("cannot start the exporter thread")]
     Start(#[source] std::io::Error),
@@ -68,7 +77,8 @@ pub enum ExporterError {
 /// An exporter not yet listening.
 #[derive(Debug, Clone)]
 pub struct Exporter {
-    agent: Agent,
+    /// The runtimes served: the first answers requests without `?runtime=`.
+    agents: Vec<Agent>,
     access: auth::Access,
     min_dump_interval: std::time::Duration,
 }
@@ -81,10 +91,39 @@ impl Exporter {
     /// An exporter for `agent`.
     pub fn new(agent: Agent) -> Self {
         Exporter {
-            agent,
+            agents: vec![agent],
             access: auth::Access::default(),
             min_dump_interval: DEFAULT_MIN_DUMP_INTERVAL,
         }
+    }
+
+    /// Serves one more runtime's agent from the same address, for a process with several
+    /// runtimes. Every agent served must then have a distinct
+    /// [`runtime_name`](taskscope::AgentBuilder::runtime_name): metrics carry it as the
+    /// `runtime` label, and the JSON, dump and pprof endpoints take `?runtime=NAME`
+    /// (without it they answer for the first agent).
+    ///
+    /// ```
+    /// let mut main = tokio::runtime::Builder::new_multi_thread();
+    /// let web = taskscope::Agent::builder().runtime_name("web").install(&mut main);
+    /// let mut io = tokio::runtime::Builder::new_multi_thread();
+    /// let io_agent = taskscope::Agent::builder().runtime_name("io").install(&mut io);
+    /// let exporter = taskscope_exporter::Exporter::new(web).runtime(io_agent).unwrap();
+    /// # drop(exporter);
+    /// ```
+    pub fn runtime(mut self, agent: Agent) -> Result<Self, ExporterError> {
+        self.agents.push(agent);
+        let mut names = std::collections::HashSet::new();
+        for agent in &self.agents {
+            match agent.runtime_name() {
+                None => return Err(ExporterError::UnnamedRuntime),
+                Some(name) if !names.insert(name) => {
+                    return Err(ExporterError::DuplicateRuntime(name.to_string()));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(self)
     }
 
     /// Serves at most one traced task dump per `interval` (default
@@ -139,7 +178,7 @@ impl Exporter {
             "taskscope exporter listening on http://{local_addr} ({})",
             self.access.describe()
         );
-        let app = routes::router(self.agent, self.access, self.min_dump_interval);
+        let app = routes::router(self.agents, self.access, self.min_dump_interval);
         let thread = std::thread::Builder::new()
             .name("taskscope-exporter".into())
             .spawn(move || {

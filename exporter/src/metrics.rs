@@ -654,15 +654,15 @@ fn histograms(snap: &Snapshot) -> Vec<MetricFamily> {
     out
 }
 
-/// Reads the agent on every scrape.
+/// Reads the agents on every scrape.
 pub(crate) struct AgentCollector {
-    agent: Agent,
+    agents: Vec<Agent>,
     template: Families,
     histogram_descs: Vec<Desc>,
 }
 
 impl AgentCollector {
-    pub(crate) fn new(agent: Agent) -> Self {
+    pub(crate) fn new(agents: Vec<Agent>) -> Self {
         let desc = |(name, help): (&str, &str), labels: &[&str]| {
             Desc::new(
                 name.to_string(),
@@ -673,7 +673,7 @@ impl AgentCollector {
             .expect("valid metric")
         };
         AgentCollector {
-            agent,
+            agents,
             template: Families::new(),
             histogram_descs: vec![
                 desc(POLL_DURATION, &["site"]),
@@ -696,23 +696,43 @@ impl Collector for AgentCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let families = Families::new();
-        let snap = self.agent.snapshot();
-        families.fill(&snap);
-        families
-            .collectors()
-            .into_iter()
-            .flat_map(|c| c.collect())
-            .chain(histograms(&snap))
-            .collect()
+        // One set of families per runtime; the registry merges families of the same name.
+        self.agents.iter().flat_map(collect_agent).collect()
     }
 }
 
-/// A registry holding the agent's collector, ready to encode.
-pub(crate) fn registry(agent: Agent) -> Registry {
+/// One agent's families; every series labelled `runtime="NAME"` when the agent is named.
+fn collect_agent(agent: &Agent) -> Vec<MetricFamily> {
+    let families = Families::new();
+    let snap = agent.snapshot();
+    families.fill(&snap);
+    let mut out: Vec<MetricFamily> = families
+        .collectors()
+        .into_iter()
+        .flat_map(|c| c.collect())
+        .chain(histograms(&snap))
+        .collect();
+    if let Some(name) = agent.runtime_name() {
+        let mut label = prometheus::proto::LabelPair::default();
+        label.set_name("runtime".to_string());
+        label.set_value(name.to_string());
+        for family in &mut out {
+            for metric in family.mut_metric().iter_mut() {
+                let mut labels = metric.take_label();
+                labels.push(label.clone());
+                labels.sort_by(|a, b| a.name().cmp(b.name()));
+                metric.set_label(labels);
+            }
+        }
+    }
+    out
+}
+
+/// A registry holding the agents' collector, ready to encode.
+pub(crate) fn registry(agents: Vec<Agent>) -> Registry {
     let registry = Registry::new();
     registry
-        .register(Box::new(AgentCollector::new(agent)))
+        .register(Box::new(AgentCollector::new(agents)))
         .expect("the agent collector registers once in a fresh registry");
     registry
 }

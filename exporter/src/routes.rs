@@ -17,7 +17,8 @@ use crate::MAX_SNAPSHOT_TASKS;
 use crate::metrics;
 
 struct AppState {
-    agent: Agent,
+    /// Every runtime served; the first answers requests without `?runtime=`.
+    agents: Vec<Agent>,
     registry: Registry,
     /// Traced dumps pause the service's runtime: at most one per this interval.
     min_dump_interval: Duration,
@@ -25,11 +26,74 @@ struct AppState {
     last_traced: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
+/// The agent a request is about (`runtime=NAME`, default the first served) and the
+/// request's other parameters.
+struct Target {
+    agent: Agent,
+    pairs: Vec<(String, String)>,
+}
+
 impl AppState {
+    /// Picks the runtime named by the `runtime` parameter and strips it from `pairs`.
+    fn target(&self, pairs: Vec<(String, String)>) -> Result<Target, (StatusCode, String)> {
+        let mut name = None;
+        let mut rest = Vec::with_capacity(pairs.len());
+        for (key, value) in pairs {
+            if key != "runtime" {
+                rest.push((key, value));
+            } else if name.replace(value).is_some() {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "parameter runtime given twice\n".to_string(),
+                ));
+            }
+        }
+        let agent = match name {
+            None => self.agents[0].clone(),
+            Some(name) => match self
+                .agents
+                .iter()
+                .find(|a| a.runtime_name() == Some(name.as_str()))
+            {
+                Some(agent) => agent.clone(),
+                None => {
+                    return Err((
+                        StatusCode::NOT_FOUND,
+                        format!(
+                            "no runtime named {name:?}; this exporter serves: {}\n",
+                            self.runtime_list()
+                        ),
+                    ));
+                }
+            },
+        };
+        Ok(Target { agent, pairs: rest })
+    }
+
+    fn runtime_names(&self) -> Vec<String> {
+        self.agents
+            .iter()
+            .filter_map(|a| a.runtime_name().map(str::to_string))
+            .collect()
+    }
+
+    fn runtime_list(&self) -> String {
+        let names = self.runtime_names();
+        if names.is_empty() {
+            "one unnamed runtime".to_string()
+        } else {
+            names.join(", ")
+        }
+    }
+
     /// Takes a dump, answering from the registry when a traced one was taken less than
     /// `min_dump_interval` ago (so a client looping on the endpoint cannot keep the
     /// runtime paused).
-    async fn dump(&self, options: &DumpOptions) -> Result<taskscope::model::Dump, DumpError> {
+    async fn dump(
+        &self,
+        agent: &Agent,
+        options: &DumpOptions,
+    ) -> Result<taskscope::model::Dump, DumpError> {
         let started = std::time::Instant::now();
         let mut options = options.clone();
         let mut limited = None;
@@ -41,7 +105,7 @@ impl AppState {
                 limited = Some(started.duration_since(last));
             }
         }
-        let mut dump = self.agent.dump(&options).await?;
+        let mut dump = agent.dump(&options).await?;
         if dump.source == taskscope::model::DumpSource::Traced {
             *self.last_traced.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
         }
@@ -61,13 +125,13 @@ impl AppState {
 }
 
 pub(crate) fn router(
-    agent: Agent,
+    agents: Vec<Agent>,
     access: crate::auth::Access,
     min_dump_interval: Duration,
 ) -> Router {
     let state = Arc::new(AppState {
-        registry: metrics::registry(agent.clone()),
-        agent,
+        registry: metrics::registry(agents.clone()),
+        agents,
         min_dump_interval,
         last_traced: std::sync::Mutex::new(None),
     });
@@ -104,7 +168,9 @@ GET /debug/taskscope/locks[?format=json]   instrumented locks: contention, holde
 GET /debug/pprof/mutex                    lock contention as a gzipped pprof profile\n\
 POST /debug/taskscope/baseline            mark a baseline: snapshots then carry what changed\n\
 GET /debug/taskscope/diff[?since=DURATION] per-site change since the baseline, or over the\n\
-                                          last DURATION (60s, 5m) of the agent's history\n";
+                                          last DURATION (60s, 5m) of the agent's history\n\
+Serving several runtimes, every endpoint but /metrics takes runtime=NAME (default: the\n\
+first); /metrics labels every series with runtime=\"NAME\".\n";
 
 async fn index() -> &'static str {
     INDEX
@@ -171,11 +237,16 @@ async fn snapshot(
     State(state): State<Arc<AppState>>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
+    let Target { agent, pairs } = match state.target(pairs) {
+        Ok(t) => t,
+        Err(refusal) => return refusal.into_response(),
+    };
     let max_tasks = match snapshot_params(&pairs) {
         Ok(n) => n,
         Err(message) => return bad_request(message),
     };
-    let snap = state.agent.snapshot_with(&SnapshotOptions { max_tasks });
+    let mut snap = agent.snapshot_with(&SnapshotOptions { max_tasks });
+    snap.runtimes = state.runtime_names();
     match serde_json::to_string(&snap) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => (
@@ -255,11 +326,15 @@ async fn dump(
     State(state): State<Arc<AppState>>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
+    let Target { agent, pairs } = match state.target(pairs) {
+        Ok(t) => t,
+        Err(refusal) => return refusal.into_response(),
+    };
     let params = match dump_params(&pairs) {
         Ok(p) => p,
         Err(message) => return bad_request(message),
     };
-    let dump = match state.dump(&params.options).await {
+    let dump = match state.dump(&agent, &params.options).await {
         Ok(d) => d,
         Err(e @ DumpError::Busy) => {
             return (StatusCode::TOO_MANY_REQUESTS, format!("{e}\n")).into_response();
@@ -289,6 +364,10 @@ async fn pprof_tasks(
     State(state): State<Arc<AppState>>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
+    let Target { agent, pairs } = match state.target(pairs) {
+        Ok(t) => t,
+        Err(refusal) => return refusal.into_response(),
+    };
     if let Some((key, _)) = pairs.iter().find(|(k, _)| k == "debug" || k == "format") {
         return bad_request(format!(
             "parameter {key} does not apply to /debug/pprof/tasks; \
@@ -299,7 +378,7 @@ async fn pprof_tasks(
         Ok(p) => p.options,
         Err(message) => return bad_request(message),
     };
-    let dump = match state.dump(&options).await {
+    let dump = match state.dump(&agent, &options).await {
         Ok(d) => d,
         Err(e @ DumpError::Busy) => {
             return (StatusCode::TOO_MANY_REQUESTS, format!("{e}\n")).into_response();
@@ -330,12 +409,16 @@ async fn mark_baseline(
     State(state): State<Arc<AppState>>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
+    let Target { agent, pairs } = match state.target(pairs) {
+        Ok(t) => t,
+        Err(refusal) => return refusal.into_response(),
+    };
     if let Some((key, _)) = pairs.first() {
         return bad_request(format!(
             "unknown parameter {key:?}; the baseline takes no parameters"
         ));
     }
-    let at = state.agent.mark_baseline();
+    let at = agent.mark_baseline();
     json(&serde_json::json!({ "marked_at_unix_ms": at }))
 }
 
@@ -345,6 +428,10 @@ async fn diff(
     State(state): State<Arc<AppState>>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
+    let Target { agent, pairs } = match state.target(pairs) {
+        Ok(t) => t,
+        Err(refusal) => return refusal.into_response(),
+    };
     const USAGE: &str = "the diff takes one parameter: since=DURATION (e.g. 60s, 5m); \
                          without it, the change since the baseline";
     let mut since = None;
@@ -365,14 +452,14 @@ async fn diff(
         }
     }
     match since {
-        Some(since) => match state.agent.diff_since(since) {
+        Some(since) => match agent.diff_since(since) {
             Ok(diff) => json(&diff),
             Err(e @ HistoryError::Empty(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
             }
             Err(e) => bad_request(e.to_string()),
         },
-        None => match state.agent.snapshot().baseline {
+        None => match agent.snapshot().baseline {
             Some(diff) => json(&diff),
             None => (
                 StatusCode::CONFLICT,
@@ -411,6 +498,10 @@ async fn locks(
     State(state): State<Arc<AppState>>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
+    let Target { agent, pairs } = match state.target(pairs) {
+        Ok(t) => t,
+        Err(refusal) => return refusal.into_response(),
+    };
     const USAGE: &str = "the locks take one parameter: format=text|json";
     let mut format_json = None;
     for (key, value) in &pairs {
@@ -426,7 +517,7 @@ async fn locks(
             _ => return bad_request(format!("parameter format={value:?} is not valid; {USAGE}")),
         });
     }
-    let snap = state.agent.snapshot();
+    let snap = agent.snapshot();
     let findings: Vec<&taskscope::model::Finding> = snap
         .findings
         .iter()
@@ -450,12 +541,16 @@ async fn pprof_mutex(
     State(state): State<Arc<AppState>>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
+    let Target { agent, pairs } = match state.target(pairs) {
+        Ok(t) => t,
+        Err(refusal) => return refusal.into_response(),
+    };
     if let Some((key, _)) = pairs.first() {
         return bad_request(format!(
             "unknown parameter {key:?}; /debug/pprof/mutex takes no parameters"
         ));
     }
-    let snap = state.agent.snapshot();
+    let snap = agent.snapshot();
     match crate::pprof::encode_mutex_gzip(&snap.locks, snap.taken_at_unix_ms) {
         Ok(body) => (
             [
