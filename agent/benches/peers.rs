@@ -16,17 +16,20 @@
 //!   aggregator drains its events at least once a second), and reports peak RSS (VmHWM).
 //!   Per live task: (RSS of the variant - RSS of `bare`) / N.
 //!
-//! Variants, all in this one build, where tokio has its `tracing` feature (the
-//! `bench-console` feature turns it on for the whole build, as console-subscriber needs it):
+//! Variants, all in this one build (with feature `bench-console`, tokio has its `tracing`
+//! feature in every variant, as console-subscriber needs it):
 //!
-//! - `bare`: the runtime alone; no agent, no subscriber (tokio's instrumentation compiled in
-//!   but idle);
+//! - `bare`: the runtime alone; no agent, no subscriber (tokio's instrumentation, when
+//!   compiled in, idle);
 //! - `taskscope`: `taskscope::install` on the builder; no subscriber;
-//! - `console`: no agent; console-subscriber as the global subscriber the way its docs set
-//!   it up (`ConsoleLayer::builder().init()`: a registry with the console layer and an
-//!   error-level fmt layer, default retention of 1 h, publish interval 1 s, server thread),
-//!   except that the server listens on an ephemeral port (127.0.0.1:0). No console client
-//!   is connected.
+//! - `dial9` (feature `bench-dial9`): dial9 0.5.7, an always-on event recorder on tokio's
+//!   runtime hooks, set up as its production example does (rotating trace files on disk,
+//!   task tracking on; see `dial9_peer`); the rounds also report the trace it wrote;
+//! - `console` (feature `bench-console`): no agent; console-subscriber as the global
+//!   subscriber the way its docs set it up (`ConsoleLayer::builder().init()`: a registry
+//!   with the console layer and an error-level fmt layer, default retention of 1 h,
+//!   publish interval 1 s, server thread), except that the server listens on an ephemeral
+//!   port (127.0.0.1:0). No console client is connected.
 //!
 //! console-subscriber is slow and large (tens of KB per task), so by default it only runs
 //! storms of up to 200 000 tasks and memory tests of up to 100 000 tasks; larger sizes show
@@ -36,7 +39,7 @@
 //! has no `tracing` feature); its `baseline` variant (the same storm, no agent) joins the
 //! storm rounds as `bare-notr`. Ratios stay against `bare`. Storm only.
 //!
-//! Run: `cargo bench -p taskscope --features bench-console --bench peers --
+//! Run: `cargo bench -p taskscope [--features bench-console,bench-dial9] --bench peers --
 //! [storm|steady|memory|all]... [--rounds R] [--memory-rounds R] [--console-rounds R]
 //! [--sizes N,N] [--memory-sizes N,N] [--steady-tasks T] [--console-storm-max N]
 //! [--console-memory-max N] [--baseline-exe PATH]`
@@ -102,8 +105,18 @@ fn child(workload: &str, variant: &str, n: usize) {
                 .init();
             None
         }
+        #[cfg(feature = "bench-dial9")]
+        "dial9" => None,
         other => panic!("unknown variant {other}"),
     };
+    #[cfg(feature = "bench-dial9")]
+    let (rt, dial9) = if variant == "dial9" {
+        let (rt, d) = dial9_peer::runtime(builder);
+        (rt, Some(d))
+    } else {
+        (builder.build().expect("runtime"), None)
+    };
+    #[cfg(not(feature = "bench-dial9"))]
     let rt = builder.build().expect("runtime");
     let (wall, cpu, spawned) = match workload {
         "storm" => {
@@ -137,7 +150,68 @@ fn child(workload: &str, variant: &str, n: usize) {
         let seen: u64 = agent.snapshot().sites.iter().map(|s| s.spawned).sum();
         assert_eq!(seen, spawned, "agent missed spawns");
     }
+    #[cfg(feature = "bench-dial9")]
+    if let Some(d) = dial9 {
+        // dial9's figure also says how much trace it wrote.
+        println!("{wall} {cpu} {rss} {}", dial9_peer::finish(d));
+        return;
+    }
     println!("{wall} {cpu} {rss}");
+}
+
+/// dial9 (feature `bench-dial9`) set up as its production example does: a recorder writing
+/// to rotating files on disk (64 MiB each, 256 MiB in all), attached to the runtime with
+/// task tracking on (spawn and terminate events besides polls, parks and wakes). Tasks are
+/// spawned with `tokio::spawn`, as in the other variants; dial9 records them from tokio's
+/// spawn hook.
+#[cfg(feature = "bench-dial9")]
+mod dial9_peer {
+    use dial9::{Dial9HandleTokioExt, DiskBuffer, TokioAttachOptions};
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    /// The recorder and where it writes.
+    pub struct Dial9 {
+        recorder: dial9::Recorder,
+        dir: PathBuf,
+    }
+
+    pub fn runtime(builder: tokio::runtime::Builder) -> (tokio::runtime::Runtime, Dial9) {
+        let dir =
+            std::env::temp_dir().join(format!("taskscope-bench-dial9-{}", std::process::id()));
+        let writer = DiskBuffer::builder()
+            .base_path(&dir)
+            .max_file_size(64 << 20)
+            .max_total_size(256 << 20)
+            .build()
+            .expect("dial9 trace files");
+        let recorder = dial9::recorder(writer).build();
+        let rt = recorder
+            .handle()
+            .attach_tokio_runtime(
+                builder,
+                TokioAttachOptions::builder()
+                    .task_tracking_enabled(true)
+                    .build(),
+            )
+            .expect("dial9 runtime");
+        (rt, Dial9 { recorder, dir })
+    }
+
+    /// Flushes the recorder, removes its files; returns the bytes they held.
+    pub fn finish(d: Dial9) -> u64 {
+        d.recorder.graceful_shutdown(Duration::from_secs(10));
+        let bytes = std::fs::read_dir(&d.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        let _ = std::fs::remove_dir_all(&d.dir);
+        bytes
+    }
 }
 
 /// A variant as run: its name in the table, the executable and its child arguments.
@@ -155,6 +229,8 @@ struct Sample {
     wall: f64,
     cpu: f64,
     rss: f64,
+    /// Bytes of trace written (dial9 only, else NaN).
+    trace: f64,
 }
 
 fn run_child(v: &Variant, workload: &str, n: usize) -> Sample {
@@ -178,11 +254,23 @@ fn run_child(v: &Variant, workload: &str, n: usize) -> Sample {
         .map(|p| p.parse().expect("child output"))
         .collect();
     match xs[..] {
-        [wall, cpu, rss] => Sample { wall, cpu, rss },
+        [wall, cpu, rss, trace] => Sample {
+            wall,
+            cpu,
+            rss,
+            trace,
+        },
+        [wall, cpu, rss] => Sample {
+            wall,
+            cpu,
+            rss,
+            trace: f64::NAN,
+        },
         [wall, rss] => Sample {
             wall,
             cpu: f64::NAN,
             rss,
+            trace: f64::NAN,
         },
         _ => panic!("child output: {text}"),
     }
@@ -286,6 +374,16 @@ fn measure(variants: &[&Variant], workload: &str, n: usize, rounds: usize, conso
             _ => "peak RSS",
         };
         println!("         {} rounds ({what}): {}", var.name, xs.join(" "));
+        let trace: Vec<f64> = samples[v].iter().map(|s| s.trace).collect();
+        if trace.iter().all(|t| !t.is_nan()) && !trace.is_empty() {
+            let t = median(trace);
+            println!(
+                "         {} trace written (median): {:.1} MiB, {:.0} B per task",
+                var.name,
+                t / (1 << 20) as f64,
+                t / n as f64
+            );
+        }
     }
 }
 
@@ -375,6 +473,8 @@ fn main() {
     let (bare, taskscope) = (ours("bare"), ours("taskscope"));
     // console-subscriber only where this build has it (feature `bench-console`).
     let console = cfg!(feature = "bench-console").then(|| ours("console"));
+    // dial9 likewise (feature `bench-dial9`).
+    let dial9 = cfg!(feature = "bench-dial9").then(|| ours("dial9"));
     let notracing = baseline.map(|path| Variant {
         name: "bare-notr",
         exe: path.into(),
@@ -397,6 +497,7 @@ fn main() {
         );
         for &n in &sizes {
             let mut vs = vec![&bare, &taskscope];
+            vs.extend(dial9.as_ref());
             if let Some(c) = console.as_ref().filter(|_| n <= console_storm_max) {
                 vs.push(c);
             }
@@ -412,6 +513,7 @@ fn main() {
             "\nsteady: T tasks looping sleep(1ms) + small work, 3 s after 1 s warm-up (medians: iterations per wall-clock second and per CPU second, peak RSS)"
         );
         let mut vs = vec![&bare, &taskscope];
+        vs.extend(dial9.as_ref());
         vs.extend(console.as_ref());
         measure(&vs, "steady", steady_tasks, r, console_rounds.unwrap_or(r));
     }
@@ -422,6 +524,7 @@ fn main() {
         );
         for &n in &memory_sizes {
             let mut vs = vec![&bare, &taskscope];
+            vs.extend(dial9.as_ref());
             if let Some(c) = console.as_ref().filter(|_| n <= console_memory_max) {
                 vs.push(c);
             }

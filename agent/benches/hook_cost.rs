@@ -1,0 +1,183 @@
+//! Instructions per task: what the agent's hooks add to one spawn + poll(s) + terminate,
+//! counted by valgrind's callgrind (stable under load, unlike time on a shared machine).
+//!
+//! Method: a child process (this binary, `--child VARIANT TASKS YIELDS`) builds a
+//! current-thread runtime (one thread, so the count does not depend on scheduling), with
+//! `taskscope::install` or without, and one task spawns TASKS tasks, each yielding YIELDS
+//! times before it returns, and awaits them all. Run under `valgrind --tool=callgrind`, the
+//! child's total instruction count is read from callgrind's summary. Two sizes (N1 < N2)
+//! per case cancel the fixed costs (runtime, agent and valgrind start-up):
+//! per task = (Ir(N2) - Ir(N1)) / (N2 - N1). With YIELDS = 0 a task is one spawn, one poll
+//! and one termination; YIELDS = 4 adds four polls, which gives the cost of a poll.
+//! The agent's share of each case is per task(taskscope) - per task(bare). Each callgrind
+//! output file is kept (the path is printed), for `callgrind_annotate --inclusive=yes FILE`
+//! to show which of the agent's functions the instructions go to.
+//!
+//! Run: `cargo bench -p taskscope --bench hook_cost -- [N1,N2]` (default 20000,200000;
+//! needs `valgrind`). Without valgrind, or in quick mode (`--quick` or
+//! `TASKSCOPE_BENCH_QUICK=1`, as CI runs it: 200 and 2000 tasks, no valgrind), the children
+//! run natively and only their time per task is shown.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+/// Child: one runtime, one storm; prints the time it took, nanoseconds.
+fn child(variant: &str, tasks: usize, yields: usize) {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    let agent = match variant {
+        "bare" => None,
+        "taskscope" => Some(taskscope::install(&mut builder)),
+        other => panic!("unknown variant {other}"),
+    };
+    let rt = builder.build().expect("runtime");
+    let start = Instant::now();
+    rt.block_on(async move {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                tokio::spawn(async move {
+                    for _ in 0..yields {
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.expect("task");
+        }
+    });
+    let took = start.elapsed();
+    drop(rt);
+    if let Some(agent) = agent {
+        let spawned: u64 = agent.snapshot().sites.iter().map(|s| s.spawned).sum();
+        assert_eq!(spawned, tasks as u64, "agent missed spawns");
+    }
+    println!("{}", took.as_nanos());
+}
+
+/// One measured child: instructions (under callgrind) or nanoseconds (natively).
+fn run(
+    exe: &PathBuf,
+    callgrind: bool,
+    variant: &str,
+    tasks: usize,
+    yields: usize,
+) -> (f64, Option<PathBuf>) {
+    let args = [
+        "--child".to_string(),
+        variant.to_string(),
+        tasks.to_string(),
+        yields.to_string(),
+    ];
+    if !callgrind {
+        let out = common::child_command(exe)
+            .args(&args)
+            .output()
+            .expect("run child");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ns = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("child output");
+        return (ns, None);
+    }
+    let file = std::env::temp_dir().join(format!(
+        "taskscope-callgrind-{variant}-{tasks}-{yields}.out"
+    ));
+    let out = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", file.display()))
+        .arg(exe)
+        .args(&args)
+        .output()
+        .expect("run valgrind");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "valgrind failed: {err}");
+    // "==123== Collected : 456789"
+    let ir = err
+        .lines()
+        .find_map(|l| {
+            l.split_once("Collected :")
+                .map(|(_, n)| n.trim().to_string())
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no instruction count in callgrind's output: {err}"));
+    (ir, Some(file))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(
+            &args[i + 1],
+            args[i + 2].parse().expect("tasks"),
+            args[i + 3].parse().expect("yields"),
+        );
+        return;
+    }
+    let quick = common::quick();
+    let (n1, n2) = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .and_then(|s| {
+            let (a, b) = s.split_once(',')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .unwrap_or(if quick {
+            (200, 2_000)
+        } else {
+            (20_000, 200_000)
+        });
+    assert!(n1 < n2, "N1 < N2");
+    let has_valgrind = Command::new("valgrind").arg("--version").output().is_ok();
+    let callgrind = has_valgrind && !quick;
+    let unit = if callgrind { "instructions" } else { "ns" };
+    println!(
+        "per task: (count at {n2} tasks - count at {n1}) / {}, current-thread runtime; {unit}{}",
+        n2 - n1,
+        if callgrind {
+            " (valgrind --tool=callgrind)"
+        } else {
+            " (no valgrind or quick mode: wall-clock time, noisy)"
+        }
+    );
+    println!(
+        "{:<10} {:>7} {:>14} {:>14} {:>12}",
+        "variant", "yields", "at N1", "at N2", "per task"
+    );
+    let exe = std::env::current_exe().expect("own path");
+    let mut per = std::collections::HashMap::new();
+    for yields in [0, 4] {
+        for variant in ["bare", "taskscope"] {
+            let (a, _) = run(&exe, callgrind, variant, n1, yields);
+            let (b, file) = run(&exe, callgrind, variant, n2, yields);
+            let p = (b - a) / (n2 - n1) as f64;
+            per.insert((variant, yields), p);
+            println!(
+                "{:<10} {:>7} {:>14.0} {:>14.0} {:>12.1}{}",
+                variant,
+                yields,
+                a,
+                b,
+                p,
+                file.map_or(String::new(), |f| format!("   {}", f.display()))
+            );
+        }
+    }
+    let hook = |y| per[&("taskscope", y)] - per[&("bare", y)];
+    println!(
+        "agent's share per task: {:.1} {unit} for spawn + 1 poll + terminate ({:.1}% of bare), \
+         {:.1} per extra poll (from 4 yields: {:.1})",
+        hook(0),
+        100.0 * hook(0) / per[&("bare", 0)],
+        (hook(4) - hook(0)) / 4.0,
+        hook(4)
+    );
+}
