@@ -52,7 +52,7 @@ pub enum FetchError {
         detail: String,
     },
     /// The target answered with a non-success HTTP status.
-    #[error("HTTP {status} from {url}{}{}", fmt_detail(detail), hint(*status))]
+    #[error("HTTP {status} from {url}{}{}", fmt_detail(detail), hint(*status, detail))]
     Status {
         /// The HTTP status code, e.g. 500.
         status: u16,
@@ -69,17 +69,47 @@ pub enum FetchError {
         /// The cap, in bytes.
         limit: usize,
     },
-    /// The body was not a snapshot (or dump) in JSON.
+    /// The connection closed before the whole body arrived (the target died or cut the
+    /// answer off).
+    #[error(
+        "answer cut off after {received} of {} bytes: {url} closed the connection",
+        expected.map_or_else(|| "the".to_string(), |n| n.to_string())
+    )]
+    Truncated {
+        /// URL that was requested.
+        url: String,
+        /// Bytes of the body received before the connection closed.
+        received: usize,
+        /// The body's declared length (`Content-Length`), when there was one.
+        expected: Option<u64>,
+    },
+    /// The body was not JSON at all, or broken JSON.
     #[error("bad JSON from {url}: {detail}")]
     BadJson {
         /// URL that was requested.
         url: String,
-        /// The decoder's message.
+        /// What is wrong: "not JSON: it starts with ..." or the decoder's message.
+        detail: String,
+    },
+    /// The body was JSON, but not the document asked for (another service's JSON, or a
+    /// snapshot where a diff was expected).
+    #[error("not a taskscope {what} from {url}: {detail} (is this a taskscope exporter?)")]
+    WrongShape {
+        /// URL that was requested.
+        url: String,
+        /// The document expected: "snapshot", "task dump", "diff", "baseline answer".
+        what: &'static str,
+        /// What does not fit, e.g. "it has no schema_version".
         detail: String,
     },
     /// The target speaks a newer schema than this build understands.
-    #[error("target speaks schema v{found}, this taskscope understands up to v{supported}")]
+    #[error(
+        "version mismatch: {url} sends schema v{found}, this taskscope reads up to \
+         v{supported} (upgrade taskscope)"
+    )]
     UnsupportedSchema {
+        /// URL that was requested.
+        url: String,
         /// The target's `schema_version`.
         found: u32,
         /// [`SCHEMA_VERSION`] of this build.
@@ -95,13 +125,15 @@ pub enum FetchError {
     },
 }
 
-/// A 404 usually means the URL is not a taskscope exporter. (A 429 from the dump endpoint
-/// explains itself in its body: "another task dump is in progress; ...".)
-fn hint(status: u16) -> &'static str {
-    if status == 404 {
-        " (is this a taskscope exporter? give its base URL, e.g. http://127.0.0.1:6060)"
-    } else {
-        ""
+/// A 404 usually means the URL is not a taskscope exporter; a 401 that a token is needed
+/// (the exporter's own 401 says so already, a proxy's may not). A 429 from the dump
+/// endpoint explains itself in its body: "another task dump is in progress; ...".
+fn hint(status: u16, detail: &str) -> &'static str {
+    match status {
+        401 | 403 if detail.contains(TOKEN_ENV) => "",
+        404 => " (is this a taskscope exporter? give its base URL, e.g. http://127.0.0.1:6060)",
+        401 | 403 => " (set TASKSCOPE_TOKEN or TASKSCOPE_TOKEN_FILE to the exporter's token)",
+        _ => "",
     }
 }
 
@@ -158,17 +190,22 @@ pub async fn fetch_snapshot_with(
     max_body: usize,
 ) -> Result<Snapshot, FetchError> {
     let url = snapshot_url(base_url);
-    let timeout_error = || FetchError::Timeout {
-        url: url.clone(),
-        seconds: timeout.as_secs_f64(),
-    };
+    let body = fetch_body(client, &url, timeout, max_body).await?;
+    decode_snapshot(&url, &body)
+}
+
+/// GETs `url` and returns its body: the request, the answer and the whole body within
+/// `timeout`, the body at most `max_body` bytes. Every failure is a [`FetchError`] naming
+/// `url` and the cause.
+pub async fn fetch_body(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Vec<u8>, FetchError> {
     // reqwest's own timeout covers connect + body; the outer one is a belt for anything
     // it might not cover (e.g. a stalled DNS resolver).
-    match tokio::time::timeout(timeout, fetch_inner(client, &url, timeout, max_body)).await {
-        Ok(Ok(body)) => decode(&url, &body),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(timeout_error()),
-    }
+    with_timeout(url, timeout, fetch_inner(client, url, timeout, max_body)).await
 }
 
 /// Takes a task dump of one spawn site (`site` as in [`taskscope::model::SiteRow::site`])
@@ -195,14 +232,8 @@ pub async fn fetch_dump_with(
     max_body: usize,
 ) -> Result<Dump, FetchError> {
     let url = dump_url(base_url, site);
-    match tokio::time::timeout(timeout, fetch_inner(client, &url, timeout, max_body)).await {
-        Ok(Ok(body)) => decode_dump(&url, &body),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(FetchError::Timeout {
-            url: url.clone(),
-            seconds: timeout.as_secs_f64(),
-        }),
-    }
+    let body = fetch_body(client, &url, timeout, max_body).await?;
+    decode_dump(&url, &body)
 }
 
 async fn fetch_inner(
@@ -251,8 +282,23 @@ async fn request_inner(
     {
         return Err(too_large());
     }
+    let expected = resp.content_length();
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(map)? {
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            // A body that stops early (the target closed the connection, or died) is not a
+            // network problem to retry blindly: say how much arrived.
+            Err(e) if !e.is_timeout() && (e.is_body() || e.is_decode()) => {
+                return Err(FetchError::Truncated {
+                    url: url.to_string(),
+                    received: body.len(),
+                    expected,
+                });
+            }
+            Err(e) => return Err(map(e)),
+        };
         if body.len() + chunk.len() > max_body {
             return Err(too_large());
         }
@@ -281,7 +327,7 @@ pub async fn mark_baseline(client: &reqwest::Client, base_url: &str) -> Result<u
         request_inner(client.post(&url), &url, FETCH_TIMEOUT, 4096),
     )
     .await?;
-    let marked: Marked = serde_json::from_slice(&body).map_err(|e| bad_json(&url, e))?;
+    let marked: Marked = decode_small(&url, "baseline answer", &body, "marked_at_unix_ms")?;
     Ok(marked.marked_at_unix_ms)
 }
 
@@ -295,13 +341,8 @@ pub async fn fetch_diff(
     if let Some(since) = since {
         url.push_str(&format!("?since={}", since.as_secs_f64()));
     }
-    let body = with_timeout(
-        &url,
-        FETCH_TIMEOUT,
-        fetch_inner(client, &url, FETCH_TIMEOUT, MAX_BODY_BYTES),
-    )
-    .await?;
-    serde_json::from_slice(&body).map_err(|e| bad_json(&url, e))
+    let body = fetch_body(client, &url, FETCH_TIMEOUT, MAX_BODY_BYTES).await?;
+    decode_small(&url, "diff", &body, "marked_at_unix_ms")
 }
 
 async fn with_timeout(
@@ -318,33 +359,115 @@ async fn with_timeout(
     }
 }
 
-fn decode(url: &str, body: &[u8]) -> Result<Snapshot, FetchError> {
-    let snapshot: Snapshot = serde_json::from_slice(body).map_err(|e| bad_json(url, e))?;
-    check_schema(snapshot.schema_version)?;
+/// Decodes a snapshot: JSON, of a snapshot's shape, with a schema version this build
+/// reads. A newer version is reported as such even when the newer document no longer
+/// fits this build's types.
+pub fn decode_snapshot(url: &str, body: &[u8]) -> Result<Snapshot, FetchError> {
+    let snapshot: Snapshot = decode_typed(url, "snapshot", body)?;
+    check_schema(url, "snapshot", Some(snapshot.schema_version))?;
     Ok(snapshot)
 }
 
-fn decode_dump(url: &str, body: &[u8]) -> Result<Dump, FetchError> {
-    let dump: Dump = serde_json::from_slice(body).map_err(|e| bad_json(url, e))?;
-    check_schema(dump.schema_version)?;
+/// Decodes a task dump like [`decode_snapshot`] does a snapshot; a dump has a `groups` list (a
+/// snapshot sent by mistake would otherwise read as an empty dump).
+pub fn decode_dump(url: &str, body: &[u8]) -> Result<Dump, FetchError> {
+    #[derive(serde::Deserialize)]
+    struct Shape {
+        groups: Option<serde::de::IgnoredAny>,
+    }
+    let dump: Dump = decode_typed(url, "task dump", body)?;
+    check_schema(url, "task dump", Some(dump.schema_version))?;
+    if !serde_json::from_slice::<Shape>(body).is_ok_and(|s| s.groups.is_some()) {
+        return Err(wrong_shape(url, "task dump", "it has no \"groups\" list"));
+    }
     Ok(dump)
 }
 
-fn bad_json(url: &str, e: serde_json::Error) -> FetchError {
+/// The `schema_version` of a JSON object, if it has a numeric one.
+#[derive(serde::Deserialize)]
+struct Versioned {
+    schema_version: Option<u32>,
+}
+
+/// Decodes `body` as `T`, telling apart "not JSON", "broken JSON", "JSON from a newer
+/// taskscope" and "JSON of another shape".
+fn decode_typed<T: serde::de::DeserializeOwned>(
+    url: &str,
+    what: &'static str,
+    body: &[u8],
+) -> Result<T, FetchError> {
+    serde_json::from_slice(body).map_err(|e| {
+        // A newer schema may have changed what fails to decode: say so first.
+        if let Ok(Versioned {
+            schema_version: Some(found),
+        }) = serde_json::from_slice(body)
+            && let Err(newer) = check_schema(url, what, Some(found))
+        {
+            return newer;
+        }
+        json_error(url, what, body, &e)
+    })
+}
+
+/// Decodes a small answer (a diff, a baseline mark) that carries no schema version of its
+/// own but must have `required` (a field that has a default in `T` would otherwise let any
+/// JSON object through); checks a `schema_version` when there is one.
+fn decode_small<T: serde::de::DeserializeOwned>(
+    url: &str,
+    what: &'static str,
+    body: &[u8],
+    required: &str,
+) -> Result<T, FetchError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| json_error(url, what, body, &e))?;
+    let Some(object) = value.as_object() else {
+        return Err(wrong_shape(url, what, "it is not a JSON object"));
+    };
+    if let Some(found) = object.get("schema_version").and_then(|v| v.as_u64()) {
+        check_schema(url, what, Some(u32::try_from(found).unwrap_or(u32::MAX)))?;
+    }
+    if !object.contains_key(required) {
+        return Err(wrong_shape(url, what, &format!("it has no {required:?}")));
+    }
+    serde_json::from_value(value).map_err(|e| wrong_shape(url, what, &e.to_string()))
+}
+
+fn json_error(url: &str, what: &'static str, body: &[u8], e: &serde_json::Error) -> FetchError {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let detail = match first {
+        None => "not JSON: the answer is empty".to_string(),
+        Some(b'{' | b'[') => match e.classify() {
+            serde_json::error::Category::Data => return wrong_shape(url, what, &e.to_string()),
+            _ => format!("broken JSON: {e}"),
+        },
+        Some(_) => format!("not JSON: it starts with {:?}", short_text(body)),
+    };
     FetchError::BadJson {
         url: url.to_string(),
-        detail: e.to_string(),
+        detail,
     }
 }
 
-fn check_schema(found: u32) -> Result<(), FetchError> {
-    if found > SCHEMA_VERSION {
-        return Err(FetchError::UnsupportedSchema {
+fn wrong_shape(url: &str, what: &'static str, detail: &str) -> FetchError {
+    FetchError::WrongShape {
+        url: url.to_string(),
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+/// A missing (0) version means the JSON is not a taskscope document; a newer one, that
+/// this build is too old to read it.
+fn check_schema(url: &str, what: &'static str, found: Option<u32>) -> Result<(), FetchError> {
+    match found {
+        Some(0) => Err(wrong_shape(url, what, "it has no schema_version")),
+        Some(found) if found > SCHEMA_VERSION => Err(FetchError::UnsupportedSchema {
+            url: url.to_string(),
             found,
             supported: SCHEMA_VERSION,
-        });
+        }),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// First line of a body, if it looks like text, cut to 120 characters.
@@ -461,26 +584,56 @@ mod tests {
 
     #[test]
     fn decode_rejects_newer_schema() {
-        let err = decode("u", br#"{"schema_version":999}"#).unwrap_err();
+        let err = decode_snapshot("u", br#"{"schema_version":999}"#).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
-                "target speaks schema v999, this taskscope understands up to v{SCHEMA_VERSION}"
+                "version mismatch: u sends schema v999, this taskscope reads up to \
+                 v{SCHEMA_VERSION} (upgrade taskscope)"
             )
         );
+        // Even when the newer document no longer fits this build's types.
+        assert!(matches!(
+            decode_snapshot("u", br#"{"schema_version":2,"sites":"renamed"}"#).unwrap_err(),
+            FetchError::UnsupportedSchema { found: 2, .. }
+        ));
     }
 
     #[test]
     fn decode_accepts_missing_fields_and_rejects_garbage() {
-        let snap = decode(
+        let snap = decode_snapshot(
             "u",
             br#"{"schema_version":1,"sites":[{"site":"a","live":3}]}"#,
         )
         .expect("valid");
         assert_eq!(snap.sites[0].live, 3);
+        assert_eq!(
+            decode_snapshot("u", b"<html>").unwrap_err().to_string(),
+            r#"bad JSON from u: not JSON: it starts with "<html>""#
+        );
+        assert_eq!(
+            decode_snapshot("u", b" \n").unwrap_err().to_string(),
+            "bad JSON from u: not JSON: the answer is empty"
+        );
+        assert!(
+            decode_snapshot("u", br#"{"schema_version":1,"#)
+                .unwrap_err()
+                .to_string()
+                .starts_with("bad JSON from u: broken JSON: EOF while parsing")
+        );
+        assert_eq!(
+            decode_snapshot("u", br#"{"hello":"world"}"#)
+                .unwrap_err()
+                .to_string(),
+            "not a taskscope snapshot from u: it has no schema_version (is this a taskscope \
+             exporter?)"
+        );
         assert!(matches!(
-            decode("u", b"<html>").unwrap_err(),
-            FetchError::BadJson { .. }
+            decode_snapshot("u", br#"{"schema_version":1,"sites":"many"}"#).unwrap_err(),
+            FetchError::WrongShape {
+                what: "snapshot",
+                ..
+            }
         ));
         assert!(matches!(
             decode_dump("u", b"").unwrap_err(),
@@ -490,6 +643,38 @@ mod tests {
             decode_dump("u", br#"{"schema_version":7}"#).unwrap_err(),
             FetchError::UnsupportedSchema { found: 7, .. }
         ));
+        // A snapshot is not an (empty) dump.
+        assert_eq!(
+            decode_dump("u", br#"{"schema_version":1,"sites":[]}"#)
+                .unwrap_err()
+                .to_string(),
+            "not a taskscope task dump from u: it has no \"groups\" list (is this a taskscope \
+             exporter?)"
+        );
+        assert!(decode_dump("u", br#"{"schema_version":1,"groups":[]}"#).is_ok());
+    }
+
+    #[test]
+    fn small_answers_need_their_field() {
+        let diff: Result<BaselineDiff, _> = decode_small(
+            "u",
+            "diff",
+            br#"{"schema_version":1,"sites":[]}"#,
+            "marked_at_unix_ms",
+        );
+        assert_eq!(
+            diff.unwrap_err().to_string(),
+            "not a taskscope diff from u: it has no \"marked_at_unix_ms\" (is this a taskscope \
+             exporter?)"
+        );
+        let diff: Result<BaselineDiff, _> =
+            decode_small("u", "diff", br#"{"schema_version":5,"sites":[]}"#, "sites");
+        assert!(matches!(
+            diff.unwrap_err(),
+            FetchError::UnsupportedSchema { found: 5, .. }
+        ));
+        let diff: Result<BaselineDiff, _> = decode_small("u", "diff", b"[1]", "sites");
+        assert!(matches!(diff.unwrap_err(), FetchError::WrongShape { .. }));
     }
 
     #[test]

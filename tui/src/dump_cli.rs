@@ -13,12 +13,16 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use taskscope::model::{Dump, DumpSource, Frame, SCHEMA_VERSION, Spread, TaskState};
+use taskscope_tui::client::{DUMP_FETCH_TIMEOUT, decode_dump, fetch_body};
 
 /// Path of the exporter's dump endpoint.
 pub const DUMP_PATH: &str = "/debug/taskscope/dump";
 
 /// Largest dump body accepted (256 MiB).
 const MAX_BODY: usize = 256 * 1024 * 1024;
+
+/// The exporter's own trace timeout when none is asked for.
+const DEFAULT_TRACE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Arguments of `taskscope dump`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -96,21 +100,30 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
         base_url = base.trim_end_matches('/').to_string();
     }
     let url = dump_url(&base_url, args)?;
-    let http_timeout = Duration::from_secs_f64(args.timeout.unwrap_or(5.0) + 10.0);
+    // The exporter answers within its trace timeout (5 s unless --timeout), falling back
+    // to its registry; the margin covers rendering and sending a large dump.
+    let http_timeout = args.timeout.map_or(DUMP_FETCH_TIMEOUT, |t| {
+        Duration::from_secs_f64(t) + (DUMP_FETCH_TIMEOUT - DEFAULT_TRACE_TIMEOUT)
+    });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start a tokio runtime")?;
-    let body = runtime.block_on(fetch(&url, &base_url, http_timeout))?;
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .with_context(|| format!("the answer from {url} is not JSON"))?;
-    let now = dump_from_value(value.clone())
-        .with_context(|| format!("the answer from {url} is not a taskscope dump"))?;
-
+    let client = taskscope_tui::client::client_builder()?
+        .build()
+        .context("cannot build an HTTP client")?;
+    // Every failure (refused, timed out, cut off, not JSON, not a dump, newer schema, an
+    // HTTP error with the exporter's message) is one line naming the URL and the cause.
+    let body = runtime.block_on(fetch_body(&client, &url, http_timeout, MAX_BODY))?;
+    let now = decode_dump(&url, &body)?;
     let out = match (&base, args.json) {
         (Some(base), false) => render_diff(base, &now, &diff(base, &now)),
         (Some(base), true) => diff_json(base, &now)?,
-        (None, true) => serde_json::to_string_pretty(&value)? + "\n",
+        // The exporter's JSON as it came (fields this build does not know included).
+        (None, true) => {
+            let value: serde_json::Value = serde_json::from_slice(&body)?;
+            serde_json::to_string_pretty(&value)? + "\n"
+        }
         (None, false) if args.debug == 2 => render_tasks(&now),
         (None, false) => render_groups(&now),
     };
@@ -135,73 +148,6 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn fetch(url: &str, base_url: &str, timeout: Duration) -> anyhow::Result<Vec<u8>> {
-    let client = taskscope_tui::client::client_builder()?
-        .timeout(timeout)
-        .build()
-        .context("cannot build an HTTP client")?;
-    let mut resp = client
-        .get(url)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(|e| request_error(base_url, timeout, &e))?;
-    let status = resp.status();
-    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        anyhow::bail!(
-            "the exporter at {base_url} is busy with another task dump (429); try again in a moment"
-        );
-    }
-    if !status.is_success() {
-        let body = resp.text().await.unwrap_or_default();
-        let message = body.trim();
-        anyhow::bail!(
-            "the exporter at {base_url} answered {status}{}{}",
-            if message.is_empty() { "" } else { ": " },
-            message.lines().next().unwrap_or("")
-        );
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| request_error(base_url, timeout, &e))?
-    {
-        anyhow::ensure!(
-            body.len() + chunk.len() <= MAX_BODY,
-            "the dump from {base_url} is larger than {} MiB",
-            MAX_BODY >> 20
-        );
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// One line for a failed request, with the cause users can act on.
-fn request_error(base_url: &str, timeout: Duration, e: &reqwest::Error) -> anyhow::Error {
-    if e.is_timeout() {
-        return anyhow::anyhow!(
-            "no answer from the exporter at {base_url} within {:.0} s",
-            timeout.as_secs_f64()
-        );
-    }
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    let mut detail = e.to_string();
-    while let Some(err) = cause {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return anyhow::anyhow!(
-                    "connection refused by {base_url}: is the service running, with the \
-                     taskscope exporter on that address?"
-                );
-            }
-            detail = io.to_string();
-        }
-        cause = err.source();
-    }
-    anyhow::anyhow!("cannot reach the exporter at {base_url}: {detail}")
 }
 
 /// Decodes a dump from JSON, refusing what is not one (a snapshot, say) and dumps from a

@@ -133,7 +133,10 @@ async fn newer_schema_is_rejected() {
     let err = fetch_snapshot(&client(), &url).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("target speaks schema v999, this taskscope understands up to v{SCHEMA_VERSION}")
+        format!(
+            "version mismatch: {url}/debug/taskscope/snapshot sends schema v999, this \
+             taskscope reads up to v{SCHEMA_VERSION} (upgrade taskscope)"
+        )
     );
 }
 
