@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod files;
 pub mod source;
 pub mod state;
 pub mod top;
@@ -35,8 +36,9 @@ use ratatui::DefaultTerminal;
 use taskscope::model::{Dump, Snapshot};
 
 use crate::client::{FETCH_TIMEOUT, FetchError};
+use crate::files::{Opened, Recorder, RecordingLimits};
 use crate::source::{HttpSource, Source, SourceFuture};
-use crate::state::{App, Nav, View, no_color_from_env};
+use crate::state::{App, Nav, ReplayFrame, ReplayKind, View, no_color_from_env};
 
 /// Target used when none is given.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:6060";
@@ -130,18 +132,87 @@ pub fn run_source(source: Box<dyn Source>, refresh: Duration) -> anyhow::Result<
 }
 
 fn run_blocking(source: Box<dyn Source>, refresh: Duration) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
     let app = App::new(source.label(), Instant::now())
         .with_no_color(no_color_from_env())
         .with_refresh(refresh)
         .with_capabilities(source.capabilities());
+    run_app(app, Some(Link::new(source)))
+}
+
+fn run_app(app: App, link: Option<Link>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
     let _guard = TerminalGuard;
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
-    rt.block_on(event_loop(&mut terminal, app, Link::new(source)))
+    rt.block_on(event_loop(&mut terminal, app, link))
     // `_guard` restores the terminal here, and also on early return or unwinding.
+}
+
+/// Opens a snapshot file or a recording (`taskscope open FILE`) in the TUI, with no live
+/// target: the same views, the file and its time in the header, and for a recording a
+/// time cursor (←/→). Errors (not a taskscope file, another version, damaged) come back
+/// before the terminal is touched.
+pub fn run_file(path: &std::path::Path) -> anyhow::Result<()> {
+    let opened = files::open(path)?;
+    anyhow::ensure!(
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        "taskscope draws in a terminal, but its output is not one"
+    );
+    let app = app_for_file(&path.display().to_string(), opened, Instant::now())
+        .with_no_color(no_color_from_env());
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return std::thread::scope(|s| {
+            s.spawn(|| run_app(app, None))
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the taskscope UI thread panicked")))
+        });
+    }
+    run_app(app, None)
+}
+
+/// The state showing an opened file labelled `label`, at `now`: a snapshot file as one
+/// frame with its saved dump, a recording as its frames with the cursor on the last one
+/// (and why it was cut short, if it was, in the footer).
+pub fn app_for_file(label: &str, opened: Opened, now: Instant) -> App {
+    let mut app = App::new(label, now);
+    match opened {
+        Opened::Snapshot(saved) => {
+            let saved = *saved;
+            app.load_frames(
+                label,
+                saved.target,
+                ReplayKind::Snapshot,
+                vec![ReplayFrame {
+                    at_unix_ms: saved.saved_at_unix_ms,
+                    snapshot: saved.snapshot,
+                }],
+                saved.dump.map(|d| (d.site, d.dump)),
+            );
+        }
+        Opened::Recording(recording) => {
+            let frames = recording
+                .frames
+                .into_iter()
+                .map(|f| ReplayFrame {
+                    at_unix_ms: f.at_unix_ms,
+                    snapshot: f.snapshot,
+                })
+                .collect();
+            app.load_frames(
+                label,
+                recording.header.target,
+                ReplayKind::Recording,
+                frames,
+                None,
+            );
+            if let Some(why) = recording.cut_short {
+                app.set_notice(format!("recording cut short: {why}"));
+            }
+        }
+    }
+    app
 }
 
 /// Restores the terminal when dropped.
@@ -278,8 +349,12 @@ fn apply_done(app: &mut App, done: Done, now: Instant) {
     }
 }
 
-/// Tells the state how many rows of the current view fit on the screen.
+/// Tells the state how many rows of the current view (and of the help) fit on the screen.
 fn fit_viewport(app: &mut App, size: ratatui::layout::Rect) {
+    if app.help_shown() {
+        let (rows, lines) = view::help_metrics(size);
+        app.set_help_viewport(rows, lines);
+    }
     match app.view() {
         View::Sites => app.set_viewport_rows(view::table_body_rows(size, app)),
         View::Locks => app.set_lock_viewport_rows(view::lock_table_body_rows(size, app)),
@@ -294,42 +369,142 @@ fn fit_viewport(app: &mut App, size: ratatui::layout::Rect) {
 async fn event_loop(
     terminal: &mut DefaultTerminal,
     mut app: App,
-    mut link: Link,
+    mut link: Option<Link>,
 ) -> anyhow::Result<()> {
     let mut events = EventStream::new();
     let mut ticker = FetchTicker::new(app.refresh());
+    let mut recorder: Option<Recorder> = None;
 
-    loop {
+    let result = loop {
         let now = Instant::now();
         app.tick(now);
         ticker.follow(app.refresh());
-        link.start_requests(&mut app, now);
-        let size = terminal.size().context("cannot read the terminal size")?;
+        if let Some(link) = link.as_mut() {
+            link.start_requests(&mut app, now);
+        }
+        if app.take_save_request() {
+            save(&mut app);
+        }
+        if app.take_record_toggle() {
+            toggle_recording(&mut app, &mut recorder);
+        }
+        let size = match terminal.size() {
+            Ok(size) => size,
+            Err(e) => break Err(anyhow::Error::from(e).context("cannot read the terminal size")),
+        };
         fit_viewport(&mut app, size.into());
-        terminal
-            .draw(|frame| view::render(frame, &app))
-            .context("cannot draw")?;
+        if let Err(e) = terminal.draw(|frame| view::render(frame, &app)) {
+            break Err(anyhow::Error::from(e).context("cannot draw"));
+        }
 
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(Event::Key(key))) => {
                     if handle_key(&mut app, key) == Flow::Quit {
-                        return Ok(());
+                        break Ok(());
                     }
                 }
                 // Resize (and anything else): just redraw.
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e).context("cannot read terminal events"),
-                None => return Ok(()),
+                Some(Err(e)) => {
+                    break Err(anyhow::Error::from(e).context("cannot read terminal events"))
+                }
+                None => break Ok(()),
             },
-            _ = ticker.tick() => link.start_fetch(),
-            done = std::future::poll_fn(|cx| link.poll_done(cx)) => {
+            _ = ticker.tick() => {
+                if let Some(link) = link.as_mut() {
+                    link.start_fetch();
+                }
+            }
+            done = std::future::poll_fn(|cx| match link.as_mut() {
+                Some(link) => link.poll_done(cx),
+                None => Poll::Pending,
+            }) => {
+                if let Done::Snapshot(result) = &done
+                    && let Ok(snapshot) = result.as_ref()
+                {
+                    record_frame(&mut app, &mut recorder, snapshot);
+                }
                 apply_done(&mut app, done, Instant::now());
             }
             // Redraw when a footer notice expires, and to count the seconds since pausing.
             _ = tokio::time::sleep(Duration::from_millis(500)),
                 if app.notice().is_some() || app.paused_at().is_some() => {}
         }
+    };
+    // A recording still going is finished properly, so its gzip stream ends cleanly.
+    if let Some(recorder) = recorder {
+        recorder.finish()?;
+    }
+    result
+}
+
+/// `s`: saves the shown snapshot (and the open site's dump) in the current directory;
+/// the footer says where, or why not.
+fn save(app: &mut App) {
+    let text = match app.save_contents(files::unix_ms_now()) {
+        None => "nothing to save yet: no snapshot has arrived".to_string(),
+        Some(saved) => match files::save_snapshot(std::path::Path::new("."), &saved) {
+            Ok(path) => format!("saved to {} (taskscope open FILE)", path.display()),
+            Err(e) => format!("cannot save: {e}"),
+        },
+    };
+    app.set_notice(text);
+}
+
+/// `R`: starts recording the target to `taskscope-<pid>-<unix time>.jsonl.gz` in the
+/// current directory, or stops (and closes) the recording in progress.
+fn toggle_recording(app: &mut App, recorder: &mut Option<Recorder>) {
+    if let Some(r) = recorder.take() {
+        stop_recording(app, r, "recording stopped");
+        return;
+    }
+    let pid = app.snapshot().map_or(0, |s| s.process.pid);
+    let path = files::default_path(
+        std::path::Path::new("."),
+        pid,
+        files::unix_ms_now(),
+        "jsonl.gz",
+    );
+    let interval_ms = u64::try_from(app.refresh().as_millis()).unwrap_or(u64::MAX);
+    match Recorder::create(&path, &app.target, interval_ms, RecordingLimits::default()) {
+        Ok(r) => {
+            app.set_recording(Some((path.display().to_string(), 0)));
+            app.set_notice(format!("recording to {} (R stops)", path.display()));
+            *recorder = Some(r);
+        }
+        Err(e) => app.set_notice(format!("cannot record: {e}")),
+    }
+}
+
+fn stop_recording(app: &mut App, recorder: Recorder, why: &str) {
+    let frames = recorder.frames();
+    app.set_recording(None);
+    app.set_notice(match recorder.finish() {
+        Ok(path) => format!("{why}: {frames} frames in {}", path.display()),
+        Err(e) => format!("{why}, but closing it failed: {e}"),
+    });
+}
+
+/// Appends a fetched snapshot to the recording in progress, if any; stops it at its cap
+/// or on a write error, saying so.
+fn record_frame(app: &mut App, recorder: &mut Option<Recorder>, snapshot: &Snapshot) {
+    let Some(r) = recorder.as_mut() else {
+        return;
+    };
+    let why = match r.push(files::unix_ms_now(), snapshot) {
+        Ok(true) => {
+            let (path, frames) = (r.path().display().to_string(), r.frames());
+            app.set_recording(Some((path, frames)));
+            return;
+        }
+        Ok(false) => r.full().map_or("recording stopped".to_string(), |full| {
+            format!("recording stopped: {full}")
+        }),
+        Err(e) => format!("recording stopped: {e}"),
+    };
+    if let Some(r) = recorder.take() {
+        stop_recording(app, r, &why);
     }
 }
 
@@ -346,10 +521,17 @@ fn handle_key(app: &mut App, key: KeyEvent) -> Flow {
     if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
         return Flow::Quit;
     }
-    // The help overlay takes every key until it is closed.
+    // The help overlay takes every key until it is closed; arrows scroll it.
     if app.help_shown() {
-        if matches!(key.code, KeyCode::Char('?') | KeyCode::Esc) {
-            app.close_help();
+        match key.code {
+            KeyCode::Char('?') | KeyCode::Esc => app.close_help(),
+            KeyCode::Up | KeyCode::Char('k') => app.scroll_help(Nav::Up),
+            KeyCode::Down | KeyCode::Char('j') => app.scroll_help(Nav::Down),
+            KeyCode::PageUp => app.scroll_help(Nav::PageUp),
+            KeyCode::PageDown => app.scroll_help(Nav::PageDown),
+            KeyCode::Home | KeyCode::Char('g') => app.scroll_help(Nav::Home),
+            KeyCode::End | KeyCode::Char('G') => app.scroll_help(Nav::End),
+            _ => {}
         }
         return Flow::Continue;
     }
@@ -398,6 +580,22 @@ fn handle_key(app: &mut App, key: KeyEvent) -> Flow {
         }
         (_, KeyCode::Char('b')) => {
             app.request_baseline();
+            return Flow::Continue;
+        }
+        (_, KeyCode::Char('s')) => {
+            app.request_save();
+            return Flow::Continue;
+        }
+        (_, KeyCode::Char('R')) => {
+            app.request_record_toggle();
+            return Flow::Continue;
+        }
+        (_, KeyCode::Left | KeyCode::Char('[')) if app.replay().is_some() => {
+            app.step_frame(-1);
+            return Flow::Continue;
+        }
+        (_, KeyCode::Right | KeyCode::Char(']')) if app.replay().is_some() => {
+            app.step_frame(1);
             return Flow::Continue;
         }
         // In the detail view q goes back, like Esc; Ctrl-C still quits.
@@ -814,6 +1012,58 @@ mod tests {
             app.notice()
                 .unwrap()
                 .starts_with("baseline unavailable for this source: ")
+        );
+    }
+
+    #[test]
+    fn keys_save_record_and_step_through_a_file() {
+        use crate::state::{ReplayFrame, ReplayKind};
+        let t0 = Instant::now();
+        let key = |code| KeyEvent::new(code, KeyModifiers::NONE);
+        let mut live = App::new("http://x", t0);
+        handle_key(&mut live, key(KeyCode::Char('s')));
+        assert!(live.take_save_request());
+        assert!(!live.take_save_request());
+        handle_key(&mut live, key(KeyCode::Char('R')));
+        assert!(live.take_record_toggle());
+        // Without a file, ←/→ do nothing.
+        handle_key(&mut live, key(KeyCode::Left));
+        assert!(live.replay().is_none());
+
+        let mut app = App::new("f", t0);
+        let frame = |live: u64| ReplayFrame {
+            at_unix_ms: live * 1000,
+            snapshot: Snapshot {
+                sites: vec![taskscope::model::SiteRow {
+                    site: "a.rs:1:1".into(),
+                    live,
+                    ..Default::default()
+                }],
+                ..Snapshot::default()
+            },
+        };
+        app.load_frames(
+            "f",
+            "http://x",
+            ReplayKind::Recording,
+            vec![frame(1), frame(2), frame(3)],
+            None,
+        );
+        let cursor = |app: &App| app.replay().map(|r| r.cursor());
+        assert_eq!(cursor(&app), Some(2));
+        handle_key(&mut app, key(KeyCode::Left));
+        handle_key(&mut app, key(KeyCode::Char('[')));
+        assert_eq!((cursor(&app), app.live_total()), (Some(0), 1));
+        handle_key(&mut app, key(KeyCode::Char(']')));
+        handle_key(&mut app, key(KeyCode::Right));
+        handle_key(&mut app, key(KeyCode::Right));
+        assert_eq!((cursor(&app), app.live_total()), (Some(2), 3));
+        // R on a file says there is nothing to record.
+        handle_key(&mut app, key(KeyCode::Char('R')));
+        assert!(!app.take_record_toggle());
+        assert_eq!(
+            app.notice(),
+            Some("nothing to record: this is a file, not a live target")
         );
     }
 

@@ -46,6 +46,17 @@ enum Command {
     /// What the runtime's workers are doing now: polls in progress (blocked workers
     /// first, with task, site and duration), busy ratios, blocking pool, scheduling delay.
     Top(diff_cli::BaselineArgs),
+    /// Open a snapshot file (saved with `s` in the TUI) or a recording (`taskscope record`,
+    /// `R` in the TUI) with no live target: the same views; a recording with a time cursor
+    /// (←/→ step a frame).
+    Open(OpenArgs),
+}
+
+/// `taskscope open`.
+#[derive(Debug, clap::Args)]
+struct OpenArgs {
+    /// The snapshot file (.json) or recording (.jsonl.gz); told apart by content.
+    file: std::path::PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -67,6 +78,12 @@ fn main() -> ExitCode {
         Some(Command::Baseline(args)) => return printed("baseline", diff_cli::run_baseline(args)),
         Some(Command::Diff(args)) => return printed("diff", diff_cli::run_diff(args)),
         Some(Command::Top(args)) => return printed("top", diff_cli::run_top(args)),
+        Some(Command::Open(args)) => {
+            return printed(
+                "open",
+                taskscope_tui::run_file(&args.file).map(|()| String::new()),
+            );
+        }
         None => {}
     }
     let config = taskscope_tui::Config {
@@ -166,5 +183,19 @@ mod tests {
         assert!(Cli::try_parse_from(["taskscope", "diff", "--since", "later"]).is_err());
         let cli = Cli::try_parse_from(["taskscope", "baseline"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Baseline(_))));
+    }
+
+    #[test]
+    fn open_subcommand() {
+        let cli =
+            Cli::try_parse_from(["taskscope", "open", "taskscope-42-1700000000.json"]).unwrap();
+        let Some(Command::Open(args)) = cli.command else {
+            panic!("expected the open subcommand");
+        };
+        assert_eq!(
+            args.file,
+            std::path::PathBuf::from("taskscope-42-1700000000.json")
+        );
+        assert!(Cli::try_parse_from(["taskscope", "open"]).is_err());
     }
 }

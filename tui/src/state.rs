@@ -12,8 +12,13 @@ use taskscope::model::{
 };
 
 use crate::client::FetchError;
+use crate::files::{SavedDump, SavedSnapshot};
 use crate::source::{Capabilities, Capability};
 use crate::{DEFAULT_REFRESH, MAX_REFRESH, MIN_REFRESH};
+
+mod replay;
+
+pub use replay::{Replay, ReplayFrame, ReplayKind};
 
 /// Samples kept per history ring (one per successful poll: 60 s at the default refresh).
 pub const HISTORY_LEN: usize = 60;
@@ -248,6 +253,14 @@ pub struct App {
     live: Data,
     /// While the display is paused: what it shows.
     paused: Option<Paused>,
+    /// A file shown instead of a live target, with its time cursor.
+    replay: Option<Replay>,
+    /// `s` pressed, not yet handed to the event loop.
+    save_requested: bool,
+    /// `R` pressed, not yet handed to the event loop.
+    record_toggle_requested: bool,
+    /// The recording in progress (`R`): its file and frames so far.
+    recording: Option<(String, usize)>,
     now: Instant,
     /// Successful polls so far.
     polls: u64,
@@ -255,6 +268,8 @@ pub struct App {
     refresh: Duration,
     /// Whether the help overlay is shown.
     help: bool,
+    /// First line of the help overlay shown, lines in it, and lines that fit.
+    help_scroll: (usize, usize, usize),
     selected: usize,
     offset: usize,
     viewport_rows: usize,
@@ -295,10 +310,15 @@ impl App {
             capabilities: Capabilities::default(),
             live: Data::default(),
             paused: None,
+            replay: None,
+            save_requested: false,
+            record_toggle_requested: false,
+            recording: None,
             now,
             polls: 0,
             refresh: DEFAULT_REFRESH,
             help: false,
+            help_scroll: (0, 0, 1),
             selected: 0,
             offset: 0,
             viewport_rows: 10,
@@ -399,6 +419,26 @@ impl App {
         self.help
     }
 
+    /// Tells the state how many lines the help overlay has and how many fit, for
+    /// scrolling it on small screens.
+    pub fn set_help_viewport(&mut self, viewport_rows: usize, content_rows: usize) {
+        let viewport_rows = viewport_rows.max(1);
+        let max = content_rows.saturating_sub(viewport_rows);
+        self.help_scroll = (self.help_scroll.0.min(max), content_rows, viewport_rows);
+    }
+
+    /// Scrolls the help overlay (arrows and pages while it is shown), clamped.
+    pub fn scroll_help(&mut self, nav: Nav) {
+        let (scroll, content, page) = self.help_scroll;
+        let max = content.saturating_sub(page);
+        self.help_scroll.0 = moved(scroll, nav, page).min(max);
+    }
+
+    /// First line of the help overlay shown.
+    pub fn help_scroll(&self) -> usize {
+        self.help_scroll.0
+    }
+
     /// Asks for a baseline to be marked on the target (key `b`); when the source cannot
     /// mark one, says why in the footer instead.
     pub fn request_baseline(&mut self) {
@@ -408,6 +448,63 @@ impl App {
                 self.set_notice(format!("baseline unavailable for this source: {why}"))
             }
         }
+    }
+
+    /// Asks for the shown snapshot (and the open site's dump) to be saved to a file (key
+    /// `s`).
+    pub fn request_save(&mut self) {
+        self.save_requested = true;
+    }
+
+    /// Hands a requested save to the event loop, once.
+    pub fn take_save_request(&mut self) -> bool {
+        std::mem::take(&mut self.save_requested)
+    }
+
+    /// What `s` saves, saved at `saved_at_unix_ms`: the snapshot shown (the frame at the
+    /// cursor when replaying), where it came from, and the task dump of the site whose
+    /// detail view is open, if it has one. `None` before the first snapshot.
+    pub fn save_contents(&self, saved_at_unix_ms: u64) -> Option<SavedSnapshot> {
+        let snapshot = self.snapshot()?.clone();
+        let dump = self.detail.as_ref().and_then(|d| {
+            d.dump.as_ref().map(|dump| SavedDump {
+                site: d.site.clone(),
+                dump: dump.clone(),
+            })
+        });
+        let target = self
+            .replay
+            .as_ref()
+            .map_or(self.target.as_str(), |r| r.origin());
+        let mut saved = SavedSnapshot::new(target, snapshot, dump);
+        saved.saved_at_unix_ms = saved_at_unix_ms;
+        Some(saved)
+    }
+
+    /// Asks for recording to start or stop (key `R`); a file has nothing to record, so
+    /// that is said instead.
+    pub fn request_record_toggle(&mut self) {
+        if self.capabilities.live {
+            self.record_toggle_requested = true;
+        } else {
+            self.set_notice("nothing to record: this is a file, not a live target".into());
+        }
+    }
+
+    /// Hands a requested start or stop of recording to the event loop, once.
+    pub fn take_record_toggle(&mut self) -> bool {
+        std::mem::take(&mut self.record_toggle_requested)
+    }
+
+    /// Tells the state about the recording in progress: its file and frames so far, or
+    /// `None` when not recording.
+    pub fn set_recording(&mut self, recording: Option<(String, usize)>) {
+        self.recording = recording;
+    }
+
+    /// The recording in progress: its file and frames so far.
+    pub fn recording(&self) -> Option<(&str, usize)> {
+        self.recording.as_ref().map(|(p, n)| (p.as_str(), *n))
     }
 
     /// Shows `text` in the footer for [`NOTICE_FOR`].
@@ -598,7 +695,7 @@ impl App {
         self.view = View::Detail;
         self.detail_back = View::Sites;
         self.detail = Some(Detail {
-            site,
+            site: site.clone(),
             dump: None,
             dump_received_at: None,
             error: None,
@@ -608,7 +705,20 @@ impl App {
             viewport_rows: 1,
             content_rows: 0,
         });
-        self.request_dump();
+        // A snapshot file shows the dump saved with it; elsewhere, a new one is asked for
+        // (and a source without dumps says so).
+        let saved = self
+            .replay
+            .as_ref()
+            .and_then(|r| r.saved_dump(&site))
+            .cloned();
+        match (saved, self.detail.as_mut()) {
+            // No receive time: "taken Ns ago" would count from opening the file.
+            (Some(dump), Some(detail)) => detail.dump = Some(dump),
+            _ => {
+                self.request_dump();
+            }
+        }
         true
     }
 

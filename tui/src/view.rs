@@ -15,7 +15,9 @@ use taskscope::model::{
     LockRow, LockWaiter, RuntimeInfo, Severity, Spread,
 };
 
-use crate::state::{App, ConnectionStatus, Detail, FindingTarget, HISTORY_LEN, View};
+use crate::state::{
+    App, ConnectionStatus, Detail, FindingTarget, HISTORY_LEN, Replay, ReplayKind, View,
+};
 
 /// Block characters used by the text sparklines, lowest to highest.
 pub const SPARK_CHARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -47,6 +49,9 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ("", "p", "pause/resume the display (still fetching)"),
     ("", "+ / -", "refresh twice as often / half as often"),
     ("", "b", "mark a baseline: Δbase counts from it"),
+    ("", "s", "save the snapshot (and dump) to a file"),
+    ("", "R", "start/stop recording to a file"),
+    ("", "← → or [ ]", "in a recording: a frame back / forward"),
     ("", "Ctrl-C", "quit from any view"),
     ("Sites", "q / Esc", "quit"),
     ("", "↑/↓ PgUp/PgDn Home/End", "select a site (also j/k g/G)"),
@@ -126,29 +131,56 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
         .collect()
 }
 
-/// The help overlay, centred over the view and cleared beneath.
-fn render_help(frame: &mut Frame, app: &App) {
-    let area = frame.area();
-    let lines = help_lines(app);
+/// Where the help overlay goes on a screen `area`: centred, at most 78 wide, as high as
+/// its lines allow.
+fn help_area(area: Rect) -> Rect {
     let width = area.width.min(78);
     let height = area.height.min(
-        u16::try_from(lines.len())
+        u16::try_from(HELP.len())
             .unwrap_or(u16::MAX)
             .saturating_add(2),
     );
-    let popup = Rect::new(
+    Rect::new(
         area.x + (area.width - width) / 2,
         area.y + (area.height - height) / 2,
         width,
         height,
-    );
+    )
+}
+
+/// How many help lines fit on a screen `area`, and how many there are (for scrolling).
+pub fn help_metrics(area: Rect) -> (usize, usize) {
+    let rows = usize::from(help_area(area).height.saturating_sub(2)).max(1);
+    (rows, HELP.len())
+}
+
+/// The help overlay, centred over the view and cleared beneath; scrolled with the arrows
+/// when it does not fit (the title says so).
+fn render_help(frame: &mut Frame, app: &App) {
+    let popup = help_area(frame.area());
+    let lines = help_lines(app);
+    let (rows, total) = help_metrics(frame.area());
     let theme = Theme::new(app.no_color);
+    let first = app.help_scroll().min(total.saturating_sub(rows));
+    let title = if total > rows {
+        format!(
+            " Keys {}-{} of {total} (↑/↓ scroll, ? or Esc closes) ",
+            first + 1,
+            first + rows
+        )
+    } else {
+        " Keys (? or Esc closes) ".to_string()
+    };
     let block = Block::default().borders(Borders::ALL).title(Span::styled(
-        " Keys (? or Esc closes) ",
+        title,
         theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
     ));
+    let scroll = u16::try_from(first).unwrap_or(u16::MAX);
     frame.render_widget(Clear, popup);
-    frame.render_widget(Paragraph::new(lines).block(block), popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(block).scroll((scroll, 0)),
+        popup,
+    );
 }
 
 fn render_sites(frame: &mut Frame, app: &App) {
@@ -310,6 +342,10 @@ fn status_lines(app: &App) -> Vec<Line<'static>> {
     let bold = Modifier::BOLD;
     let label = |s: &'static str| Span::styled(s, theme.label());
     let mut lines = Vec::with_capacity(2);
+    if let Some(replay) = app.replay() {
+        lines.push(replay_line(app, replay));
+        return lines;
+    }
 
     // Status first: it matters most, and a long URL then only cuts itself off.
     let mut first = vec![label("Status: ")];
@@ -365,6 +401,16 @@ fn status_lines(app: &App) -> Vec<Line<'static>> {
             Span::styled(format!(" {ago}s ago"), theme.fg(Color::Yellow)),
         ]);
     }
+    if let Some((path, frames)) = app.recording() {
+        first.extend([
+            Span::raw("   "),
+            Span::styled(
+                "REC",
+                theme.fg(Color::Red).add_modifier(bold | Modifier::REVERSED),
+            ),
+            Span::raw(format!(" {frames} frames to {}", clean(path))),
+        ]);
+    }
     first.extend([
         Span::raw("   "),
         label("Target: "),
@@ -373,6 +419,46 @@ fn status_lines(app: &App) -> Vec<Line<'static>> {
     lines.push(Line::from(first));
     lines.extend(error_line);
     lines
+}
+
+/// In place of the connection status when a file is shown: a saved snapshot and when it
+/// was saved, or a recording's frame under the cursor, i/n, and its wall time; then the
+/// file and where its data came from.
+fn replay_line(app: &App, replay: &Replay) -> Line<'static> {
+    let theme = Theme::new(app.no_color);
+    let label = |s: &'static str| Span::styled(s, theme.label());
+    let bold = theme.fg(Color::Magenta).add_modifier(Modifier::BOLD);
+    let at = fmt_utc_datetime(replay.frame().at_unix_ms);
+    let mut spans = match replay.kind() {
+        ReplayKind::Snapshot => vec![
+            Span::styled("SAVED SNAPSHOT", bold),
+            Span::raw(format!(" of {at}")),
+        ],
+        ReplayKind::Recording => vec![
+            Span::styled("REPLAY", bold),
+            Span::raw(format!(
+                " frame {}/{} at {at}",
+                replay.cursor() + 1,
+                replay.len()
+            )),
+        ],
+    };
+    spans.extend([
+        Span::raw("   "),
+        label("File: "),
+        Span::raw(clean(&app.target)),
+        Span::raw("   "),
+        label("From: "),
+        Span::raw(clean(replay.origin())),
+    ]);
+    Line::from(spans)
+}
+
+/// `2026-12-04 08:00:03 UTC`.
+fn fmt_utc_datetime(unix_ms: u64) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis(unix_ms);
+    let text = humantime::format_rfc3339_seconds(time).to_string();
+    format!("{} UTC", text.trim_end_matches('Z').replacen('T', " ", 1))
 }
 
 fn header_lines(app: &App) -> Vec<Line<'static>> {
@@ -388,7 +474,9 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
     });
     let mut uptime = snap.map_or_else(dash, |s| fmt_uptime(s.uptime_seconds));
     if let Some(at) = app.restarted_at() {
-        let ago = app.now().saturating_duration_since(at).as_secs();
+        // Replaying, ages count to the frame shown.
+        let now = app.replay().map_or(app.now(), |r| r.anchor());
+        let ago = now.saturating_duration_since(at).as_secs();
         if ago < 600 {
             uptime.push_str(&format!(" (restarted {ago}s ago)"));
         }
@@ -778,6 +866,13 @@ fn detail_lines(app: &App, detail: &Detail, width: usize) -> Vec<Line<'static>> 
             ));
         }
         lines.push(Line::from(spans));
+    } else if let (Some(why), None) = (app.capabilities().dumps.why_not(), detail.dump()) {
+        // Nothing failed: this source cannot take dumps (a file); r would not help.
+        let text = format!("no task dump: unavailable for this source: {}", clean(why));
+        for chunk in wrap_chars(&text, width) {
+            lines.push(Line::from(Span::styled(chunk, theme.dim())));
+        }
+        return lines;
     } else if let Some(error) = detail.error() {
         // Errors carry the URL and the exporter's message: wrap them rather than cut them.
         let text = format!("dump failed: {}", clean(error));

@@ -68,54 +68,82 @@ fn app_at(t0: Instant) -> App {
     app
 }
 
+/// Every line of the help overlay, in order.
+const HELP_TEXT: &[&str] = &[
+    "Global    ?                       this help (? or Esc closes it)",
+    "          p                       pause/resume the display (still fetching)",
+    "          + / -                   refresh twice as often / half as often",
+    "          b                       mark a baseline: Δbase counts from it",
+    "          s                       save the snapshot (and dump) to a file",
+    "          R                       start/stop recording to a file",
+    "          ← → or [ ]              in a recording: a frame back / forward",
+    "          Ctrl-C                  quit from any view",
+    "Sites     q / Esc                 quit",
+    "          ↑/↓ PgUp/PgDn Home/End  select a site (also j/k g/G)",
+    "          Enter                   the site's detail and task dump",
+    "          l                       locks view",
+    "          f                       findings view",
+    "Detail    r                       take a new task dump",
+    "          ↑/↓ PgUp/PgDn Home/End  scroll",
+    "          q / Esc                 back",
+    "Locks     ↑/↓ PgUp/PgDn Home/End  select a lock",
+    "          f                       findings view",
+    "          l / q / Esc             back",
+    "Findings  ↑/↓ PgUp/PgDn Home/End  select a finding",
+    "          Enter                   its site's detail, or its lock",
+    "          f / q / Esc             back",
+];
+
 #[test]
 fn help_lists_every_key_of_every_view() {
     let t0 = Instant::now();
     let mut app = app_at(t0);
     app.toggle_help();
     assert!(app.help_shown());
-    let lines = screen(&app, 80, 24);
+    let n = HELP_TEXT.len();
+    // On a tall screen: a box 78 wide, centred, one line per key.
+    let lines = screen(&app, 80, 60);
     let text = lines.join("\n");
-    // A box 78 wide and 21 high, centred: title on row 1, one line per key on rows 2-20,
-    // its bottom border on row 21, the sites view around it.
-    let boxed = |y: usize| -> String {
+    let top = (60 - (n + 2)) / 2;
+    let boxed = |lines: &[String], y: usize| -> String {
         let chars: Vec<char> = lines[y].chars().collect();
         chars[1..79].iter().collect()
     };
-    assert!(boxed(1).starts_with("┌ Keys (? or Esc closes) ─"), "{text}");
-    assert!(boxed(21).starts_with("└───"), "{text}");
-    let help: Vec<String> = (2..=20).map(|y| inner(&boxed(y)).to_string()).collect();
-    assert_eq!(
-        help,
-        [
-            "Global    ?                       this help (? or Esc closes it)",
-            "          p                       pause/resume the display (still fetching)",
-            "          + / -                   refresh twice as often / half as often",
-            "          b                       mark a baseline: Δbase counts from it",
-            "          Ctrl-C                  quit from any view",
-            "Sites     q / Esc                 quit",
-            "          ↑/↓ PgUp/PgDn Home/End  select a site (also j/k g/G)",
-            "          Enter                   the site's detail and task dump",
-            "          l                       locks view",
-            "          f                       findings view",
-            "Detail    r                       take a new task dump",
-            "          ↑/↓ PgUp/PgDn Home/End  scroll",
-            "          q / Esc                 back",
-            "Locks     ↑/↓ PgUp/PgDn Home/End  select a lock",
-            "          f                       findings view",
-            "          l / q / Esc             back",
-            "Findings  ↑/↓ PgUp/PgDn Home/End  select a finding",
-            "          Enter                   its site's detail, or its lock",
-            "          f / q / Esc             back",
-        ],
+    assert!(
+        boxed(&lines, top).starts_with("┌ Keys (? or Esc closes) ─"),
         "{text}"
     );
+    assert!(boxed(&lines, top + n + 1).starts_with("└───"), "{text}");
+    let help: Vec<String> = (top + 1..=top + n)
+        .map(|y| inner(&boxed(&lines, y)).to_string())
+        .collect();
+    assert_eq!(help, HELP_TEXT, "{text}");
     // The view stays underneath, its footer pointing at the help.
-    assert_eq!(inner(&lines[23]), view::FOOTER, "{text}");
+    assert_eq!(inner(&lines[59]), view::FOOTER, "{text}");
     assert!(view::FOOTER.contains("? all keys"));
+
+    // In 80x24 the box fills the screen and scrolls: the title says which lines are shown.
+    let fit = |app: &mut App| {
+        let (rows, lines) = view::help_metrics(ratatui::layout::Rect::new(0, 0, 80, 24));
+        app.set_help_viewport(rows, lines);
+        screen(app, 80, 24)
+    };
+    let rows = 22;
+    let lines = fit(&mut app);
+    let title = if n > rows {
+        format!("┌ Keys 1-{rows} of {n} (↑/↓ scroll, ? or Esc closes) ─")
+    } else {
+        "┌ Keys (? or Esc closes) ─".to_string()
+    };
+    assert!(boxed(&lines, 0).starts_with(&title), "{lines:#?}");
+    assert_eq!(inner(&boxed(&lines, 1)), HELP_TEXT[0]);
+    app.scroll_help(taskscope_tui::state::Nav::End);
+    let lines = fit(&mut app);
+    assert_eq!(inner(&boxed(&lines, 22)), HELP_TEXT[n - 1], "{lines:#?}");
+
     // Over another view too; closed, the view is back as it was.
     app.open_findings();
-    let text = screen(&app, 80, 24).join("\n");
+    let text = screen(&app, 80, 60).join("\n");
     assert!(text.contains("this help (? or Esc closes it)"), "{text}");
     app.close_help();
     assert!(!app.help_shown());
