@@ -78,6 +78,11 @@ pub struct Args {
     /// resource tracing, so they show among the locks.
     #[arg(long)]
     pub tokio_resources: bool,
+    /// Also run console-subscriber (tokio-console's instrumentation), serving its gRPC API
+    /// on ADDR (default 127.0.0.1:6669): `taskscope console` and `tokio-console` read it,
+    /// next to taskscope's own exporter.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:6669")]
+    pub console_subscriber: Option<std::net::SocketAddr>,
 }
 
 /// A number of seconds, more than 0 and at most a day.
@@ -147,6 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.tui,
         args.lost_waker.then(|| agent.lost_waker_layer()),
         args.tokio_resources.then(|| agent.tokio_resource_layer()),
+        args.console_subscriber,
     )?;
     let runtime = builder.build().context("cannot build the runtime")?;
 
@@ -190,6 +196,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // Tests and scripts read these two lines to find the ports.
         println!("service listening on {service_url}");
         println!("taskscope exporter on {exporter_url}");
+        if let Some(addr) = args.console_subscriber {
+            println!("console-subscriber on http://{addr}");
+        }
     }
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -311,6 +320,7 @@ fn init_logging(
     to_file: bool,
     lost_waker: Option<taskscope::waker::LostWakerLayer>,
     tokio_resources: Option<TokioResources>,
+    console: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
@@ -335,6 +345,14 @@ fn init_logging(
         .with(logs.with_filter(filter))
         .with(lost_waker)
         .with(tokio_resources)
+        // console-subscriber serves its API from a thread of its own; it needs tokio's
+        // `tracing` feature, which the taskscope features above turn on.
+        .with(console.map(|addr| {
+            console_subscriber::ConsoleLayer::builder()
+                .with_default_env()
+                .server_addr(addr)
+                .spawn()
+        }))
         .try_init()
         .context("cannot set the global tracing subscriber")?;
     Ok(())

@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod console;
 pub mod files;
 pub mod source;
 pub mod state;

@@ -50,6 +50,63 @@ enum Command {
     /// `R` in the TUI) with no live target: the same views; a recording with a time cursor
     /// (←/→ step a frame).
     Open(OpenArgs),
+    /// Watch a service that runs console-subscriber (tokio-console's instrumentation)
+    /// instead of the taskscope agent: the same views from console's gRPC API, or one
+    /// snapshot with --once.
+    Console(ConsoleArgs),
+}
+
+/// `taskscope console`.
+#[derive(Debug, clap::Args)]
+struct ConsoleArgs {
+    /// console-subscriber's address (the scheme may be omitted).
+    #[arg(default_value = taskscope_tui::console::DEFAULT_CONSOLE_URL)]
+    url: String,
+    /// Print one snapshot and exit, once console has sent its whole state (or after --for).
+    #[arg(long)]
+    once: bool,
+    /// With --once: JSON (a taskscope snapshot, console's extras under "console").
+    #[arg(long, requires = "once")]
+    json: bool,
+    /// With --once: keep reading updates this long before printing (e.g. 5s), so waits
+    /// between polls are seen.
+    #[arg(long = "for", value_name = "DURATION", requires = "once",
+          value_parser = humantime::parse_duration)]
+    watch_for: Option<Duration>,
+    /// Least idle time that counts as "idle too long", seconds (as the agent's
+    /// --idle-floor: each site's threshold is this or 4x its longest seen wait).
+    #[arg(long, value_name = "SECS", default_value_t = 120.0,
+          value_parser = positive_secs)]
+    idle_floor: f64,
+    /// Milliseconds between screen refreshes (100 to 60000).
+    #[arg(long, value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    refresh: u64,
+}
+
+/// A number of seconds, more than 0 and at most a day.
+fn positive_secs(text: &str) -> Result<f64, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if secs > 0.0 && secs <= 86_400.0 {
+        Ok(secs)
+    } else {
+        Err(format!("{secs} is not between 0 and 86400 seconds"))
+    }
+}
+
+fn run_console(args: &ConsoleArgs) -> anyhow::Result<String> {
+    let settings = taskscope::LeakSettings {
+        idle_floor: Duration::from_secs_f64(args.idle_floor),
+        ..taskscope::LeakSettings::default()
+    };
+    if args.once {
+        let watch_for = args.watch_for.unwrap_or(Duration::ZERO);
+        return taskscope_tui::console::run_once(&args.url, &settings, watch_for, args.json);
+    }
+    taskscope_tui::console::run_tui(&args.url, settings, Duration::from_millis(args.refresh))?;
+    Ok(String::new())
 }
 
 /// `taskscope open`.
@@ -84,6 +141,7 @@ fn main() -> ExitCode {
                 taskscope_tui::run_file(&args.file).map(|()| String::new()),
             );
         }
+        Some(Command::Console(args)) => return printed("console", run_console(args)),
         None => {}
     }
     let config = taskscope_tui::Config {
@@ -197,5 +255,39 @@ mod tests {
             std::path::PathBuf::from("taskscope-42-1700000000.json")
         );
         assert!(Cli::try_parse_from(["taskscope", "open"]).is_err());
+    }
+
+    #[test]
+    fn console_subcommand() {
+        let cli = Cli::try_parse_from(["taskscope", "console"]).unwrap();
+        let Some(Command::Console(args)) = cli.command else {
+            panic!("expected the console subcommand");
+        };
+        assert_eq!(args.url, "http://127.0.0.1:6669");
+        assert_eq!((args.once, args.json, args.watch_for), (false, false, None));
+        assert_eq!((args.idle_floor, args.refresh), (120.0, 1000));
+        let cli = Cli::try_parse_from([
+            "taskscope",
+            "console",
+            "h:7000",
+            "--once",
+            "--json",
+            "--for",
+            "3s",
+            "--idle-floor",
+            "1",
+        ])
+        .unwrap();
+        let Some(Command::Console(args)) = cli.command else {
+            panic!("expected the console subcommand");
+        };
+        assert_eq!(args.url, "h:7000");
+        assert_eq!((args.once, args.json), (true, true));
+        assert_eq!(args.watch_for, Some(Duration::from_secs(3)));
+        assert_eq!(args.idle_floor, 1.0);
+        // --json and --for only with --once; a floor must be positive.
+        assert!(Cli::try_parse_from(["taskscope", "console", "--json"]).is_err());
+        assert!(Cli::try_parse_from(["taskscope", "console", "--for", "1s"]).is_err());
+        assert!(Cli::try_parse_from(["taskscope", "console", "--idle-floor", "0"]).is_err());
     }
 }
