@@ -13,7 +13,11 @@
 //! output file is kept (the path is printed), for `callgrind_annotate --inclusive=yes FILE`
 //! to show which of the agent's functions the instructions go to.
 //!
-//! Run: `cargo bench -p taskscope --bench hook_cost -- [N1,N2]` (default 20000,200000;
+//! The tasks are spawned by one driver task; with `--from-block-on` they are spawned from
+//! `Runtime::block_on`'s future instead (no task: the thread holds no lane of the agent's
+//! counters while spawning).
+//!
+//! Run: `cargo bench -p taskscope --bench hook_cost -- [N1,N2] [--from-block-on]` (default 20000,200000;
 //! needs `valgrind`). Without valgrind, or in quick mode (`--quick` or
 //! `TASKSCOPE_BENCH_QUICK=1`, as CI runs it: 200 and 2000 tasks, no valgrind), the children
 //! run natively and only their time per task is shown.
@@ -35,7 +39,9 @@ fn child(variant: &str, tasks: usize, yields: usize) {
     };
     let rt = builder.build().expect("runtime");
     let start = Instant::now();
-    rt.block_on(async move {
+    // Spawned from a task (as in the storm benchmarks), so the spawner's thread holds a
+    // lane; `--from-block-on` spawns from `block_on`'s future instead, which is no task.
+    let storm = async move {
         let handles: Vec<_> = (0..tasks)
             .map(|_| {
                 tokio::spawn(async move {
@@ -48,12 +54,18 @@ fn child(variant: &str, tasks: usize, yields: usize) {
         for h in handles {
             h.await.expect("task");
         }
-    });
+    };
+    if std::env::args().any(|a| a == "--from-block-on") {
+        rt.block_on(storm);
+    } else {
+        rt.block_on(async { tokio::spawn(storm).await.expect("driver") });
+    }
     let took = start.elapsed();
     drop(rt);
     if let Some(agent) = agent {
         let spawned: u64 = agent.snapshot().sites.iter().map(|s| s.spawned).sum();
-        assert_eq!(spawned, tasks as u64, "agent missed spawns");
+        let driver = u64::from(!std::env::args().any(|a| a == "--from-block-on"));
+        assert_eq!(spawned, tasks as u64 + driver, "agent missed spawns");
     }
     println!("{}", took.as_nanos());
 }
@@ -66,12 +78,15 @@ fn run(
     tasks: usize,
     yields: usize,
 ) -> (f64, Option<PathBuf>) {
-    let args = [
+    let mut args = vec![
         "--child".to_string(),
         variant.to_string(),
         tasks.to_string(),
         yields.to_string(),
     ];
+    if std::env::args().any(|a| a == "--from-block-on") {
+        args.push("--from-block-on".to_string());
+    }
     if !callgrind {
         let out = common::child_command(exe)
             .args(&args)
