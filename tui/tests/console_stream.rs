@@ -244,6 +244,7 @@ async fn a_peer_that_is_not_console_gives_a_clear_error_not_a_hang() {
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(15));
     assert!(err.to_string().contains(&url), "{err}");
+    assert!(err.to_string().contains("not console's gRPC"), "{err}");
 
     // A peer that accepts and never says anything: the connect limit ends the wait.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

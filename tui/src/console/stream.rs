@@ -103,7 +103,8 @@ pub fn status_error(url: &str, status: &tonic::Status) -> FetchError {
         Code::Internal | Code::Unknown | Code::DataLoss
             if status.message().contains("decode")
                 || status.message().contains("protocol")
-                || status.message().contains("h2") =>
+                || status.message().contains("h2")
+                || status.message().contains("transport") =>
         {
             "the answer is not console's gRPC (another service on this port, or a console-api \
              version this taskscope does not understand; it reads console-api 0.9)"
