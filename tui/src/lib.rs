@@ -22,6 +22,7 @@
 pub mod client;
 pub mod console;
 pub mod files;
+pub mod record;
 pub mod source;
 pub mod state;
 pub mod top;

@@ -50,6 +50,10 @@ enum Command {
     /// `R` in the TUI) with no live target: the same views; a recording with a time cursor
     /// (←/→ step a frame).
     Open(OpenArgs),
+    /// Flight recorder: write a compressed recording of the service's snapshots, one every
+    /// --interval, until --duration is over, a cap is reached (--max-frames, --max-mb of
+    /// uncompressed JSON, whichever comes first) or Ctrl-C. Replay it with `taskscope open`.
+    Record(RecordArgs),
     /// Watch a service that runs console-subscriber (tokio-console's instrumentation)
     /// instead of the taskscope agent: the same views from console's gRPC API, or one
     /// snapshot with --once.
@@ -116,6 +120,55 @@ struct OpenArgs {
     file: std::path::PathBuf,
 }
 
+/// `taskscope record`.
+#[derive(Debug, clap::Args)]
+struct RecordArgs {
+    /// Base URL of the service's exporter (the scheme may be omitted).
+    #[arg(default_value = taskscope_tui::DEFAULT_URL)]
+    url: String,
+    /// The recording to write (gzip-compressed JSON lines, e.g. incident.jsonl.gz); an
+    /// existing file is not overwritten.
+    #[arg(short, long, value_name = "FILE")]
+    output: std::path::PathBuf,
+    /// Stop after this long (e.g. 60s, 10m); without it, at a cap or Ctrl-C.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Time between snapshots (100ms to 1h).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = interval)]
+    interval: Duration,
+    /// Cap on frames: recording stops when it is reached.
+    #[arg(long, value_name = "N", default_value_t = taskscope_tui::files::DEFAULT_MAX_FRAMES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    max_frames: usize,
+    /// Cap on the recording's uncompressed size, in MiB: recording stops before passing it.
+    #[arg(long, value_name = "MIB", default_value_t = taskscope_tui::files::DEFAULT_MAX_BYTES >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    max_mb: u64,
+}
+
+/// A time between snapshots: 100ms to an hour.
+fn interval(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
+    if (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&d) {
+        Ok(d)
+    } else {
+        Err(format!("{text} is not between 100ms and 1h"))
+    }
+}
+
+fn run_record(args: &RecordArgs) -> anyhow::Result<String> {
+    let config = taskscope_tui::record::RecordConfig {
+        output: args.output.clone(),
+        duration: args.duration,
+        interval: args.interval,
+        limits: taskscope_tui::files::RecordingLimits {
+            max_frames: args.max_frames,
+            max_bytes: args.max_mb << 20,
+        },
+    };
+    taskscope_tui::record::run_record(&args.url, &config)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let printed = |name: &str, result: anyhow::Result<String>| match result {
@@ -135,6 +188,7 @@ fn main() -> ExitCode {
         Some(Command::Baseline(args)) => return printed("baseline", diff_cli::run_baseline(args)),
         Some(Command::Diff(args)) => return printed("diff", diff_cli::run_diff(args)),
         Some(Command::Top(args)) => return printed("top", diff_cli::run_top(args)),
+        Some(Command::Record(args)) => return printed("record", run_record(args)),
         Some(Command::Open(args)) => {
             return printed(
                 "open",
@@ -255,6 +309,70 @@ mod tests {
             std::path::PathBuf::from("taskscope-42-1700000000.json")
         );
         assert!(Cli::try_parse_from(["taskscope", "open"]).is_err());
+    }
+
+    #[test]
+    fn record_subcommand() {
+        let cli = Cli::try_parse_from(["taskscope", "record", "-o", "r.jsonl.gz"]).unwrap();
+        let Some(Command::Record(args)) = cli.command else {
+            panic!("expected the record subcommand");
+        };
+        assert_eq!(args.url, "http://127.0.0.1:6060");
+        assert_eq!(args.output, std::path::PathBuf::from("r.jsonl.gz"));
+        assert_eq!(
+            (args.duration, args.interval, args.max_frames, args.max_mb),
+            (None, Duration::from_secs(1), 3600, 512)
+        );
+        let cli = Cli::try_parse_from([
+            "taskscope",
+            "record",
+            "h:1",
+            "--output",
+            "x.gz",
+            "--duration",
+            "90s",
+            "--interval",
+            "250ms",
+            "--max-frames",
+            "10",
+            "--max-mb",
+            "3",
+        ])
+        .unwrap();
+        let Some(Command::Record(args)) = cli.command else {
+            panic!("expected the record subcommand");
+        };
+        assert_eq!(args.url, "h:1");
+        assert_eq!(
+            (args.duration, args.interval, args.max_frames, args.max_mb),
+            (
+                Some(Duration::from_secs(90)),
+                Duration::from_millis(250),
+                10,
+                3
+            )
+        );
+        // The file is required; intervals and caps are bounded.
+        assert!(Cli::try_parse_from(["taskscope", "record"]).is_err());
+        for bad in [
+            ["--interval", "10ms"],
+            ["--interval", "2h"],
+            ["--max-frames", "0"],
+            ["--max-mb", "0"],
+        ] {
+            let mut argv = vec!["taskscope", "record", "-o", "x"];
+            argv.extend(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+        // The caps are stated in --help.
+        let help = Cli::command()
+            .find_subcommand_mut("record")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--max-frames <N>"), "{help}");
+        assert!(help.contains("[default: 3600]"), "{help}");
+        assert!(help.contains("[default: 512]"), "{help}");
     }
 
     #[test]
