@@ -513,6 +513,85 @@ pub(crate) fn findings_for(facts: &SiteFacts<'_>, settings: &LeakSettings) -> Ve
         .collect()
 }
 
+/// One reading of a site's counts, for readers that keep their own history (see
+/// [`growth_finding`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GrowthSample {
+    /// When, in seconds from any fixed origin (only differences matter).
+    pub at_seconds: f64,
+    /// Live tasks then.
+    pub live: u64,
+    /// Tasks spawned so far then (for the spawn rate: growth that comes with a rising
+    /// spawn rate may be load and is reported as info).
+    pub spawned: u64,
+}
+
+/// The agent's growth indicator over a history kept elsewhere — e.g. a reader of
+/// console-subscriber's updates, which has counts over time but no agent: a finding of
+/// kind `growth` when the site's low-water mark rose by at least
+/// [`LeakSettings::growth_min_tasks`] over the last [`LeakSettings::growth_window`] of
+/// `samples` (oldest first), with the same severity, evidence and wording as the agent's.
+///
+/// ```
+/// use taskscope::LeakSettings;
+/// use taskscope::leaks::{GrowthSample, growth_finding};
+///
+/// // 2 more live tasks every second for a minute, at a steady spawn rate.
+/// let samples: Vec<GrowthSample> = (0..=60)
+///     .map(|i| GrowthSample { at_seconds: i as f64, live: 2 * i, spawned: 10 * i })
+///     .collect();
+/// let f = growth_finding("src/main.rs:10:5", &samples, &LeakSettings::default()).unwrap();
+/// assert_eq!(f.count, 60); // the low-water mark rose from 0 to 60
+/// ```
+pub fn growth_finding(
+    site: &str,
+    samples: &[GrowthSample],
+    settings: &LeakSettings,
+) -> Option<Finding> {
+    let last = samples.last()?;
+    let window = settings.growth_window.as_secs_f64();
+    let first = samples
+        .iter()
+        .position(|s| s.at_seconds >= last.at_seconds - window)?;
+    let origin = samples[first].at_seconds;
+    let mut converted = Vec::with_capacity(samples.len() - first);
+    for s in &samples[first..] {
+        let at = s.at_seconds - origin;
+        if !at.is_finite() || at < 0.0 {
+            return None; // out of order or not a number: no trend to speak of
+        }
+        converted.push(Sample {
+            at: (at * 1e9) as u64,
+            live: s.live,
+            spawned: s.spawned,
+            completed: 0,
+        });
+    }
+    let refs: Vec<&Sample> = converted.iter().collect();
+    let facts = SiteFacts {
+        site,
+        live: last.live,
+        completed: 0,
+        idle_over: 0,
+        threshold: 0.0,
+        derived: false,
+        longest_wait: 0.0,
+        oldest_idle: 0.0,
+        trend: trend(&refs),
+        lost_wakers: Vec::new(),
+    };
+    let (severity, count, evidence) = Growth.check(&facts, settings)?;
+    Some(Finding {
+        kind: Growth.kind(),
+        severity,
+        site: site.to_string(),
+        count,
+        summary: Growth.sentence(site, count, &evidence),
+        fragment: Growth.fragment(&evidence),
+        evidence,
+    })
+}
+
 /// Sorts findings most severe first, then most tasks, then by site.
 pub(crate) fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {

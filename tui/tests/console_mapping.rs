@@ -680,3 +680,58 @@ fn tasks_beyond_the_cap_are_counted_not_kept() {
     assert_eq!(snap.tasks.len(), 100_000, "the listing is capped");
     assert_eq!(snap.tasks_total, MAX_TASKS as u64);
 }
+
+#[test]
+fn a_site_whose_live_count_keeps_rising_is_reported_as_growth() {
+    let mut t = Tracker::new();
+    // One task more every second at one site for 70 s, none ending; a second site spawns
+    // and ends one task a second (busy, not growing).
+    let mut id = 0;
+    for sec in 0..=70u64 {
+        let now = sec as f64;
+        id += 1;
+        let mut new = vec![task(id, id, "src/leaky.rs", 7, 9)];
+        let mut st = vec![(id, idle(now, now, 1))];
+        id += 1;
+        new.push(task(id, id, "src/busy.rs", 3, 5));
+        let mut done = idle(now, now, 1);
+        done.dropped = Some(now + 0.5);
+        st.push((id, done));
+        t.apply(update(now + 0.9, new, st));
+    }
+    let snap = snapshot(&t, &settings(120), "http://console");
+    let growth: Vec<_> = snap
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Growth)
+        .collect();
+    assert_eq!(growth.len(), 1, "{:?}", snap.findings);
+    let g = growth[0];
+    assert_eq!(
+        (g.site.as_str(), g.severity),
+        ("src/leaky.rs:7:9", Severity::Warning)
+    );
+    // Over the 60 s window (samples with 11 to 71 live) the low-water mark of the second
+    // half (41) is 30 above the first half's (11): the same evidence the agent gives.
+    assert_eq!(g.count, 30);
+    match &g.evidence {
+        Evidence::Growth {
+            rate_per_second,
+            floor_before,
+            floor_after,
+            live,
+            ..
+        } => {
+            assert_eq!((*floor_before, *floor_after, *live), (11, 41, 71));
+            assert!((rate_per_second - 1.0).abs() < 1e-6, "{rate_per_second}");
+        }
+        other => panic!("unexpected evidence {other:?}"),
+    }
+    let leaky = snap
+        .sites
+        .iter()
+        .find(|s| s.site == "src/leaky.rs:7:9")
+        .unwrap();
+    assert_eq!(leaky.live, 71);
+    assert!((leaky.live_trend_per_second - 1.0).abs() < 1e-6);
+}

@@ -28,7 +28,8 @@ const MAX_LOCK_PARTIES: usize = 100;
 pub const UNAVAILABLE: &[&str] = &[
     "task dumps: console's API carries no stacks or await points; run the taskscope agent \
      (taskscope::Agent) for dumps",
-    "baselines and diffs: console keeps no per-site history to compare against",
+    "baselines and diffs: console keeps no per-site history to compare against (growth \
+     is judged from the counts this reader saw since it connected)",
     "panics, long polls, worker and blocking-pool facts: console's API does not report them",
     "lock holders by task: console says a lock is held, not by whom; holders are counted, \
      not listed",
@@ -229,12 +230,24 @@ pub fn report(t: &Tracker, settings: &LeakSettings, url: &str) -> ConsoleReport 
         }
     }
     let mut all_findings = Vec::new();
-    for (row, f) in rows.iter_mut().zip(&facts) {
+    for ((row, f), counts) in rows.iter_mut().zip(&facts).zip(&t.sites) {
         row.idle_over_threshold = f.idle_over;
         row.idle_threshold_seconds = round(f.threshold);
         row.oldest_idle_seconds = round(row.oldest_idle_seconds);
         row.busy_seconds = round(row.busy_seconds);
         all_findings.extend(findings::findings_for(f));
+        // Growth: the agent's own indicator over the counts sampled at each update.
+        let (front, back) = counts.history.as_slices();
+        let samples = [front, back].concat();
+        if let Some(growth) = taskscope::leaks::growth_finding(&f.site, &samples, settings) {
+            row.live_trend_per_second = match growth.evidence {
+                taskscope::model::Evidence::Growth {
+                    rate_per_second, ..
+                } => rate_per_second,
+                _ => 0.0,
+            };
+            all_findings.push(growth);
+        }
     }
     findings::sort_findings(&mut all_findings);
     rows.sort_by(|a, b| b.live.cmp(&a.live).then(a.site.cmp(&b.site)));

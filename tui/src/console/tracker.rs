@@ -10,10 +10,11 @@
 //! Nothing here trusts the wire: a missing field, an unknown id or a timestamp out of range
 //! is counted or skipped, never a panic.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use console_api as api;
 use console_api::field::{Name, Value};
+use taskscope::leaks::GrowthSample;
 use taskscope::model::{LockKind, LockMode, OVERFLOW_SITE};
 
 /// Most live tasks followed one by one. console sends every task of the service; beyond
@@ -25,6 +26,11 @@ pub const MAX_TASKS: usize = 250_000;
 /// Most distinct spawn sites; tasks of later sites share the [`OVERFLOW_SITE`] row, like
 /// the agent's site table.
 pub const MAX_SITES: usize = 4096;
+
+/// Samples of each site's counts kept for the growth indicator: console publishes about
+/// once a second, so this covers the default 60 s growth window four times over. At most
+/// 24 bytes x 256 x [`MAX_SITES`] = 25 MB.
+pub const MAX_HISTORY: usize = 256;
 
 /// Most metadata entries (one per tracing callsite: bounded by the code, capped anyway).
 pub const MAX_METADATA: usize = 65_536;
@@ -156,6 +162,9 @@ pub struct SiteCounts {
     pub longest_wait: f64,
     /// The longest wait from spawn to first poll seen, seconds.
     pub first_poll_delay_max: f64,
+    /// Live and spawned counts at each update (at most [`MAX_HISTORY`], oldest first), for
+    /// the growth indicator ([`taskscope::leaks::growth_finding`]).
+    pub history: VecDeque<GrowthSample>,
 }
 
 /// A tokio lock resource (`Mutex`, `RwLock`, `Semaphore`) alive now.
@@ -286,6 +295,7 @@ impl Tracker {
 
     /// Applies one update from `watch_updates`.
     pub fn apply(&mut self, update: api::instrument::Update) {
+        let sampled_at = update.now.as_ref().map(nanos);
         if let Some(now) = &update.now {
             let now = nanos(now);
             // Never backwards: ages must not shrink on a skewed update.
@@ -337,7 +347,32 @@ impl Tracker {
                 self.update_async_op(id, &stats);
             }
         }
+        if let Some(at) = sampled_at {
+            self.sample_sites(at);
+        }
         self.updates += 1;
+    }
+
+    /// Records every site's counts at `at` (the service's clock) for the growth indicator.
+    fn sample_sites(&mut self, at: Nanos) {
+        let at_seconds = at as f64 / 1e9;
+        for site in &mut self.sites {
+            if site
+                .history
+                .back()
+                .is_some_and(|s| s.at_seconds >= at_seconds)
+            {
+                continue; // a skewed or repeated clock: keep the history in order
+            }
+            if site.history.len() >= MAX_HISTORY {
+                site.history.pop_front();
+            }
+            site.history.push_back(GrowthSample {
+                at_seconds,
+                live: site.spawned.saturating_sub(site.completed),
+                spawned: site.spawned,
+            });
+        }
     }
 
     /// The field's name, resolving an index into its metadata's names.
