@@ -365,6 +365,7 @@ fn fit_viewport(app: &mut App, size: ratatui::layout::Rect) {
             app.set_detail_viewport(rows, lines);
         }
         View::Findings => app.set_finding_viewport_rows(view::finding_table_body_rows(size, app)),
+        View::Overview => {}
     }
 }
 
@@ -537,6 +538,21 @@ fn handle_key(app: &mut App, key: KeyEvent) -> Flow {
         }
         return Flow::Continue;
     }
+    // While the filter is typed, characters go to it; arrows still move the selection.
+    if app.filter_editing() {
+        match key.code {
+            KeyCode::Enter => app.finish_filter(),
+            KeyCode::Esc => app.clear_filter(),
+            KeyCode::Backspace => app.filter_pop(),
+            KeyCode::Char(c) => app.filter_push(c),
+            KeyCode::Up => app.navigate(Nav::Up),
+            KeyCode::Down => app.navigate(Nav::Down),
+            KeyCode::PageUp => app.navigate(Nav::PageUp),
+            KeyCode::PageDown => app.navigate(Nav::PageDown),
+            _ => {}
+        }
+        return Flow::Continue;
+    }
     let nav = match (app.view(), key.code) {
         (_, KeyCode::Char('?')) => {
             app.toggle_help();
@@ -564,6 +580,27 @@ fn handle_key(app: &mut App, key: KeyEvent) -> Flow {
         }
         (View::Findings, KeyCode::Enter) => {
             app.open_selected_finding();
+            return Flow::Continue;
+        }
+        (View::Overview, KeyCode::Char('o' | 'q') | KeyCode::Esc) => {
+            app.close_overview();
+            return Flow::Continue;
+        }
+        (_, KeyCode::Char('o')) => {
+            app.open_overview();
+            return Flow::Continue;
+        }
+        (View::Sites, KeyCode::Char('S')) => {
+            app.cycle_sort();
+            return Flow::Continue;
+        }
+        (View::Sites, KeyCode::Char('/')) => {
+            app.start_filter();
+            return Flow::Continue;
+        }
+        // Esc drops a filter before it quits.
+        (View::Sites, KeyCode::Esc) if !app.filter().is_empty() => {
+            app.clear_filter();
             return Flow::Continue;
         }
         (View::Sites, KeyCode::Char('q') | KeyCode::Esc) => return Flow::Quit,
@@ -1015,6 +1052,64 @@ mod tests {
                 .unwrap()
                 .starts_with("baseline unavailable for this source: ")
         );
+    }
+
+    #[test]
+    fn keys_for_the_overview_sort_and_filter() {
+        use crate::state::SortColumn;
+        let t0 = Instant::now();
+        let key = |code| KeyEvent::new(code, KeyModifiers::NONE);
+        let mut app = App::new("http://x", t0);
+        let site = |name: &str, live| taskscope::model::SiteRow {
+            site: name.into(),
+            live,
+            ..Default::default()
+        };
+        app.apply(
+            Ok(Snapshot {
+                sites: vec![site("alpha.rs:1:1", 1), site("beta.rs:2:2", 2)],
+                ..Snapshot::default()
+            }),
+            t0,
+        );
+        // o opens the overview from any view and goes back where it came from.
+        handle_key(&mut app, key(KeyCode::Char('o')));
+        assert_eq!(app.view(), View::Overview);
+        for back in [KeyCode::Char('o'), KeyCode::Char('q'), KeyCode::Esc] {
+            assert_eq!(handle_key(&mut app, key(back)), Flow::Continue);
+            assert_eq!(app.view(), View::Sites);
+            handle_key(&mut app, key(KeyCode::Char('o')));
+        }
+        handle_key(&mut app, key(KeyCode::Esc));
+        handle_key(&mut app, key(KeyCode::Char('l')));
+        handle_key(&mut app, key(KeyCode::Char('o')));
+        handle_key(&mut app, key(KeyCode::Esc));
+        assert_eq!(app.view(), View::Locks);
+        handle_key(&mut app, key(KeyCode::Esc));
+        // S cycles the sort column.
+        handle_key(&mut app, key(KeyCode::Char('S')));
+        assert_eq!(app.sort(), SortColumn::Delta);
+        // / types a filter: q and S are text then; Enter keeps it, Esc drops it.
+        handle_key(&mut app, key(KeyCode::Char('/')));
+        assert!(app.filter_editing());
+        for c in ['q', 'S', 'a'] {
+            assert_eq!(handle_key(&mut app, key(KeyCode::Char(c))), Flow::Continue);
+        }
+        handle_key(&mut app, key(KeyCode::Backspace));
+        handle_key(&mut app, key(KeyCode::Backspace));
+        handle_key(&mut app, key(KeyCode::Backspace));
+        handle_key(&mut app, key(KeyCode::Char('b')));
+        handle_key(&mut app, key(KeyCode::Enter));
+        assert_eq!((app.filter(), app.filter_editing()), ("b", false));
+        assert_eq!(app.rows().len(), 1);
+        // Esc clears the filter first, and quits only after.
+        assert_eq!(handle_key(&mut app, key(KeyCode::Esc)), Flow::Continue);
+        assert_eq!(app.rows().len(), 2);
+        assert_eq!(handle_key(&mut app, key(KeyCode::Esc)), Flow::Quit);
+        handle_key(&mut app, key(KeyCode::Char('/')));
+        handle_key(&mut app, key(KeyCode::Char('z')));
+        handle_key(&mut app, key(KeyCode::Esc));
+        assert_eq!((app.filter(), app.filter_editing()), ("", false));
     }
 
     #[test]

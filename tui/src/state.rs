@@ -17,8 +17,10 @@ use crate::source::{Capabilities, Capability};
 use crate::{DEFAULT_REFRESH, MAX_REFRESH, MIN_REFRESH};
 
 mod replay;
+mod table;
 
 pub use replay::{Replay, ReplayFrame, ReplayKind};
+pub use table::{MAX_FILTER_CHARS, SortColumn};
 
 /// Samples kept per history ring (one per successful poll: 60 s at the default refresh).
 pub const HISTORY_LEN: usize = 60;
@@ -126,6 +128,9 @@ pub enum View {
     /// Every finding of the snapshot, with the selected one's summary and evidence (see
     /// [`App::findings`]).
     Findings,
+    /// The whole process at a glance: live tasks and spawn rate with their history,
+    /// workers, queues, blocking pool, findings by severity.
+    Overview,
 }
 
 /// What Enter on a finding opens (see [`App::finding_target`]).
@@ -200,6 +205,17 @@ impl Detail {
     }
 }
 
+/// Several targets watched at once, summed (see [`App::targets_summary`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetsSummary {
+    /// Targets watched.
+    pub targets: usize,
+    /// Targets whose last fetch succeeded.
+    pub answering: usize,
+    /// Live tasks summed over the targets' last good snapshots.
+    pub live_total: u64,
+}
+
 /// How long a footer notice stays.
 pub const NOTICE_FOR: Duration = Duration::from_secs(5);
 
@@ -214,6 +230,11 @@ struct Data {
     rows: Vec<SiteRow>,
     site_history: HashMap<String, SiteHistory>,
     total_history: History,
+    /// Tasks spawned per second between the last two snapshots (by the agent's uptime),
+    /// when both came from the same process.
+    spawn_rate: Option<f64>,
+    /// History of [`Data::spawn_rate`], rounded to whole tasks per second.
+    spawn_rate_history: History,
     /// When a snapshot last came from a different process than the one before.
     restarted_at: Option<Instant>,
 }
@@ -261,6 +282,19 @@ pub struct App {
     record_toggle_requested: bool,
     /// The recording in progress (`R`): its file and frames so far.
     recording: Option<(String, usize)>,
+    /// The sites table as shown: the shown rows, filtered and sorted (see
+    /// [`App::rows`]).
+    table: Vec<SiteRow>,
+    /// Column the sites table is sorted by.
+    sort: SortColumn,
+    /// Text the sites table is filtered by.
+    filter: String,
+    /// Whether keys go to the filter.
+    filter_editing: bool,
+    /// Where q/Esc go from the overview.
+    overview_back: View,
+    /// With several targets: all of them summed (the overview shows it).
+    targets_summary: Option<TargetsSummary>,
     now: Instant,
     /// Successful polls so far.
     polls: u64,
@@ -314,6 +348,12 @@ impl App {
             save_requested: false,
             record_toggle_requested: false,
             recording: None,
+            table: Vec::new(),
+            sort: SortColumn::default(),
+            filter: String::new(),
+            filter_editing: false,
+            overview_back: View::Sites,
+            targets_summary: None,
             now,
             polls: 0,
             refresh: DEFAULT_REFRESH,
@@ -388,6 +428,7 @@ impl App {
         if self.paused.is_some() {
             let keys = self.selection_keys();
             self.paused = None;
+            self.rebuild_table();
             self.restore_selection(keys);
             false
         } else {
@@ -574,6 +615,7 @@ impl App {
                     // read as a drop. Start the history afresh and say so.
                     self.live.site_history.clear();
                     self.live.total_history = History::default();
+                    self.live.spawn_rate_history = History::default();
                     self.live.restarted_at = Some(now);
                 }
                 self.record(snapshot);
@@ -626,16 +668,58 @@ impl App {
             .map(|at| self.now.saturating_duration_since(at))
     }
 
-    /// Site rows of the last good snapshot, by live count descending.
+    /// The sites table: site rows of the last good snapshot that match the filter (see
+    /// [`App::filter`]), sorted by [`App::sort`] (live count descending by default).
     pub fn rows(&self) -> &[SiteRow] {
-        &self.shown().rows
+        &self.table
     }
 
-    /// Sum of live tasks over all sites of the last good snapshot.
+    /// Sum of live tasks over all sites of the last good snapshot, filtered or not.
     pub fn live_total(&self) -> u64 {
-        self.rows()
+        self.shown()
+            .rows
             .iter()
             .fold(0u64, |acc, r| acc.saturating_add(r.live))
+    }
+
+    /// Tells the state about every target watched, when there are several.
+    pub fn set_targets_summary(&mut self, summary: Option<TargetsSummary>) {
+        self.targets_summary = summary;
+    }
+
+    /// Every target watched, summed, when there are several.
+    pub fn targets_summary(&self) -> Option<TargetsSummary> {
+        self.targets_summary
+    }
+
+    /// Tasks spawned per second between the last two snapshots of the same process.
+    pub fn spawn_rate(&self) -> Option<f64> {
+        self.shown().spawn_rate
+    }
+
+    /// History of [`App::spawn_rate`] (whole tasks per second), oldest first.
+    pub fn spawn_rate_history(&self) -> &History {
+        &self.shown().spawn_rate_history
+    }
+
+    /// Shows the overview (key `o`); q/Esc/`o` go back to the view it was opened from
+    /// (the site detail view is closed).
+    pub fn open_overview(&mut self) {
+        if self.view == View::Overview {
+            return;
+        }
+        if self.view == View::Detail {
+            self.close_detail();
+        }
+        self.overview_back = self.view;
+        self.view = View::Overview;
+    }
+
+    /// Back from the overview.
+    pub fn close_overview(&mut self) {
+        if self.view == View::Overview {
+            self.view = self.overview_back;
+        }
     }
 
     /// Live-count history of one site, oldest first.
@@ -670,9 +754,10 @@ impl App {
         self.clamp();
     }
 
-    /// The row of the last good snapshot for `site`, if it is there.
+    /// The row of the last good snapshot for `site`, if it is there (filtered out of the
+    /// table or not).
     pub fn site_row(&self, site: &str) -> Option<&SiteRow> {
-        self.rows().iter().find(|r| r.site == site)
+        self.shown().rows.iter().find(|r| r.site == site)
     }
 
     /// The screen shown.
@@ -738,7 +823,7 @@ impl App {
         match self.view {
             View::Sites => self.open_locks(),
             View::Locks => self.close_locks(),
-            View::Detail | View::Findings => {}
+            View::Detail | View::Findings | View::Overview => {}
         }
         self.view
     }
@@ -835,6 +920,10 @@ impl App {
         let site = finding.site.clone();
         match self.finding_target(finding) {
             FindingTarget::Site(site) => {
+                // A filter hiding the site would leave nothing to select: drop it.
+                if !self.rows().iter().any(|r| r.site == site) {
+                    self.clear_filter();
+                }
                 if let Some(i) = self.rows().iter().position(|r| r.site == site) {
                     self.selected = i;
                     self.clamp();
@@ -1016,6 +1105,9 @@ impl App {
     /// Moves the selection in the sites, locks or findings table, or scrolls the detail
     /// view, clamped.
     pub fn navigate(&mut self, nav: Nav) {
+        if self.view == View::Overview {
+            return;
+        }
         if self.view == View::Locks {
             self.lock_selected = moved(self.lock_selected, nav, self.lock_viewport_rows);
             self.clamp_locks();
@@ -1151,10 +1243,24 @@ impl App {
         data.total_history
             .push(rows.iter().fold(0u64, |acc, r| acc.saturating_add(r.live)));
 
+        // Spawn rate by the agent's own clock (uptime), so that a late or replayed fetch
+        // does not distort it; none across a restart (counters start again).
+        let spawned = |rows: &[SiteRow]| rows.iter().fold(0u64, |a, r| a.saturating_add(r.spawned));
+        data.spawn_rate = data.snapshot.as_ref().and_then(|prev| {
+            let dt = snapshot.uptime_seconds - prev.uptime_seconds;
+            let (now, before) = (spawned(&rows), spawned(&data.rows));
+            (dt > 0.0 && now >= before && !is_restart(prev, &snapshot))
+                .then(|| (now - before) as f64 / dt)
+        });
+        if let Some(rate) = data.spawn_rate {
+            data.spawn_rate_history.push(rate.round() as u64);
+        }
+
         data.rows = rows;
         data.snapshot = Some(snapshot);
-        // Keep the same site, lock and finding selected when the order changes.
         if let Some(keys) = keys {
+            self.rebuild_table();
+            // Keep the same site, lock and finding selected when the order changes.
             self.restore_selection(keys);
         }
     }

@@ -16,8 +16,12 @@ use taskscope::model::{
 };
 
 use crate::state::{
-    App, ConnectionStatus, Detail, FindingTarget, HISTORY_LEN, Replay, ReplayKind, View,
+    App, ConnectionStatus, Detail, FindingTarget, HISTORY_LEN, Replay, ReplayKind, SortColumn, View,
 };
+
+mod overview;
+
+pub use overview::{MAX_WORKER_LINES, OVERVIEW_FOOTER};
 
 /// Block characters used by the text sparklines, lowest to highest.
 pub const SPARK_CHARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -49,6 +53,7 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ("", "p", "pause/resume the display (still fetching)"),
     ("", "+ / -", "refresh twice as often / half as often"),
     ("", "b", "mark a baseline: Δbase counts from it"),
+    ("", "o", "overview: tasks, workers, pools, findings"),
     ("", "s", "save the snapshot (and dump) to a file"),
     ("", "R", "start/stop recording to a file"),
     ("", "← → or [ ]", "in a recording: a frame back / forward"),
@@ -58,6 +63,8 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ("", "Enter", "the site's detail and task dump"),
     ("", "l", "locks view"),
     ("", "f", "findings view"),
+    ("", "S", "sort by the next column (shown in title)"),
+    ("", "/", "filter by text (Enter keeps, Esc clears)"),
     ("Detail", "r", "take a new task dump"),
     ("", "↑/↓ PgUp/PgDn Home/End", "scroll"),
     ("", "q / Esc", "back"),
@@ -67,6 +74,7 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ("Findings", "↑/↓ PgUp/PgDn Home/End", "select a finding"),
     ("", "Enter", "its site's detail, or its lock"),
     ("", "f / q / Esc", "back"),
+    ("Overview", "o / q / Esc", "back"),
 ];
 
 /// Shown in the locks view when the snapshot has no instrumented lock.
@@ -104,6 +112,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         },
         View::Locks => render_locks(frame, app),
         View::Findings => render_findings_view(frame, app),
+        View::Overview => overview::render_overview(frame, app),
         View::Sites => render_sites(frame, app),
     }
     if app.help_shown() {
@@ -188,7 +197,12 @@ fn render_sites(frame: &mut Frame, app: &App) {
     render_header(frame, header, app);
     render_findings(frame, findings, app);
     render_table(frame, table, app);
-    frame.render_widget(Paragraph::new(footer_line(app, FOOTER)), footer);
+    let footer_text = if app.filter_editing() {
+        filter_prompt(app)
+    } else {
+        footer_line(app, FOOTER)
+    };
+    frame.render_widget(Paragraph::new(footer_text), footer);
 }
 
 /// The footer: a notice while it lasts, else the keys.
@@ -277,6 +291,33 @@ fn render_findings(frame: &mut Frame, area: Rect, app: &App) {
     ));
     let width = usize::from(area.width.saturating_sub(2));
     frame.render_widget(Paragraph::new(finding_lines(app, width)).block(block), area);
+}
+
+/// The sites table's title: how many sites (of how many, with a filter), the filter and
+/// the sort column: ` Spawn sites (2 of 5, filter "leak") sorted by live `.
+fn table_title(app: &App) -> String {
+    let shown = app.rows().len();
+    let count = if app.filter().is_empty() {
+        shown.to_string()
+    } else {
+        format!(
+            "{shown} of {}, filter \"{}\"",
+            app.total_sites(),
+            clean(app.filter())
+        )
+    };
+    format!(" Spawn sites ({count}) sorted by {} ", app.sort().name())
+}
+
+/// While the filter is typed: a prompt in place of the footer.
+fn filter_prompt(app: &App) -> Line<'static> {
+    let theme = Theme::new(app.no_color);
+    Line::from(vec![
+        Span::styled("/", theme.fg(Color::Yellow).add_modifier(Modifier::BOLD)),
+        Span::raw(clean(app.filter())),
+        Span::styled("▏", theme.fg(Color::Yellow)),
+        Span::styled("  Enter keep  Esc clear  (site contains)", theme.dim()),
+    ])
 }
 
 /// How many site rows fit in the table when the screen is `area` (for paging).
@@ -625,10 +666,12 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
     let rows = app.rows();
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(format!(" Spawn sites ({}) ", rows.len()));
+        .title(table_title(app));
 
     if rows.is_empty() {
-        let msg = if app.snapshot().is_some() {
+        let msg = if !app.filter().is_empty() && app.total_sites() > 0 {
+            "no site matches the filter (Esc clears it)"
+        } else if app.snapshot().is_some() {
             "no spawn sites yet"
         } else {
             "waiting for the first snapshot…"
@@ -649,20 +692,31 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
 
     let right = |s: String| Cell::from(Line::from(s).right_aligned());
     let baseline = app.snapshot().and_then(|s| s.baseline.as_ref());
+    // The sorted column's title is underlined (the table's title names it too).
+    let sorted = |cell: Cell<'static>, column: SortColumn| {
+        if app.sort() == column {
+            cell.style(Style::default().add_modifier(Modifier::UNDERLINED))
+        } else {
+            cell
+        }
+    };
     let header = Row::new([
-        Cell::from("Site"),
-        right("Live".into()),
-        right(
-            if baseline.is_some() {
-                "Δbase"
-            } else {
-                "Δ60s"
-            }
-            .into(),
+        sorted(Cell::from("Site"), SortColumn::Site),
+        sorted(right("Live".into()), SortColumn::Live),
+        sorted(
+            right(
+                if baseline.is_some() {
+                    "Δbase"
+                } else {
+                    "Δ60s"
+                }
+                .into(),
+            ),
+            SortColumn::Delta,
         ),
-        right("Spawned".into()),
-        right("Completed".into()),
-        right("Busy (s)".into()),
+        sorted(right("Spawned".into()), SortColumn::Spawned),
+        sorted(right("Completed".into()), SortColumn::Completed),
+        sorted(right("Busy (s)".into()), SortColumn::Busy),
         Cell::from("Live (60s)"),
     ])
     .style(theme.fg(Color::Yellow).add_modifier(Modifier::BOLD));
@@ -672,14 +726,7 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
         let history: Vec<u64> = site_history
             .map(|h| h.samples().collect())
             .unwrap_or_default();
-        let delta = match baseline {
-            Some(b) => b
-                .sites
-                .iter()
-                .find(|d| d.site == r.site)
-                .map_or(0, |d| i128::from(d.live_delta())),
-            None => site_history.map_or(0, |h| h.delta()),
-        };
+        let delta = app.site_delta(r);
         // Sites with a finding are marked, with the finding's colour.
         let mark = app.site_severity(&r.site).map(severity_tag);
         let delta_style = if delta > 0 {

@@ -74,6 +74,7 @@ const HELP_TEXT: &[&str] = &[
     "          p                       pause/resume the display (still fetching)",
     "          + / -                   refresh twice as often / half as often",
     "          b                       mark a baseline: Δbase counts from it",
+    "          o                       overview: tasks, workers, pools, findings",
     "          s                       save the snapshot (and dump) to a file",
     "          R                       start/stop recording to a file",
     "          ← → or [ ]              in a recording: a frame back / forward",
@@ -83,6 +84,8 @@ const HELP_TEXT: &[&str] = &[
     "          Enter                   the site's detail and task dump",
     "          l                       locks view",
     "          f                       findings view",
+    "          S                       sort by the next column (shown in title)",
+    "          /                       filter by text (Enter keeps, Esc clears)",
     "Detail    r                       take a new task dump",
     "          ↑/↓ PgUp/PgDn Home/End  scroll",
     "          q / Esc                 back",
@@ -92,6 +95,7 @@ const HELP_TEXT: &[&str] = &[
     "Findings  ↑/↓ PgUp/PgDn Home/End  select a finding",
     "          Enter                   its site's detail, or its lock",
     "          f / q / Esc             back",
+    "Overview  o / q / Esc             back",
 ];
 
 #[test]
@@ -160,6 +164,7 @@ fn every_footer_fits_80_columns_and_points_at_the_help() {
         view::DETAIL_FOOTER,
         view::LOCKS_FOOTER,
         view::FINDINGS_FOOTER,
+        view::OVERVIEW_FOOTER,
     ] {
         assert!(footer.chars().count() <= 80, "{footer}");
         assert!(footer.ends_with("? all keys"), "{footer}");
