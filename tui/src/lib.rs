@@ -40,7 +40,9 @@ use taskscope::model::{Dump, Snapshot};
 use crate::client::{FETCH_TIMEOUT, FetchError};
 use crate::files::{Opened, Recorder, RecordingLimits};
 use crate::source::{HttpSource, Source, SourceFuture};
-use crate::state::{App, Nav, ReplayFrame, ReplayKind, View, no_color_from_env};
+use crate::state::{
+    App, MAX_TARGETS, Nav, ReplayFrame, ReplayKind, View, Workbench, no_color_from_env,
+};
 
 /// Target used when none is given.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:6060";
@@ -113,42 +115,84 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     run_source(Box::new(HttpSource::new(client, url)), config.refresh)
 }
 
+/// Watches several exporters at once (`taskscope URL1 URL2 ...`): a target picker (Tab,
+/// number keys) over the same views, each target fetched on its own. A bad URL is refused
+/// before the terminal is touched, naming it.
+pub fn run_many(urls: &[String], refresh: Duration) -> anyhow::Result<()> {
+    anyhow::ensure!(!urls.is_empty(), "no target given");
+    anyhow::ensure!(
+        urls.len() <= MAX_TARGETS,
+        "{} targets given; taskscope watches at most {MAX_TARGETS} at once",
+        urls.len()
+    );
+    let client = client::client_builder()?
+        .timeout(FETCH_TIMEOUT)
+        .build()
+        .context("cannot build the HTTP client")?;
+    let mut sources: Vec<Box<dyn Source>> = Vec::with_capacity(urls.len());
+    for url in urls {
+        let url = normalize_url(url).with_context(|| format!("target {url:?}"))?;
+        sources.push(Box::new(HttpSource::new(client.clone(), url)));
+    }
+    run_sources(sources, refresh)
+}
+
 /// Runs the TUI on `source` until the user quits, fetching every `refresh`; see
 /// [`source`] for what a source is. Like [`run`], it builds its own current-thread
 /// runtime (on a helper thread when called from inside a runtime), and the terminal is
 /// restored on every exit path.
 pub fn run_source(source: Box<dyn Source>, refresh: Duration) -> anyhow::Result<()> {
+    run_sources(vec![source], refresh)
+}
+
+/// [`run_source`] for several sources at once, with a target picker; each is fetched
+/// independently, so a dead or slow one never holds up the others.
+pub fn run_sources(sources: Vec<Box<dyn Source>>, refresh: Duration) -> anyhow::Result<()> {
+    anyhow::ensure!(!sources.is_empty(), "no target given");
     anyhow::ensure!(
         std::io::IsTerminal::is_terminal(&std::io::stdout()),
         "taskscope draws in a terminal, but its output is not one"
     );
     let refresh = refresh.clamp(MIN_REFRESH, MAX_REFRESH);
+    let now = Instant::now();
+    let no_color = no_color_from_env();
+    let apps = sources
+        .iter()
+        .map(|source| {
+            App::new(source.label(), now)
+                .with_no_color(no_color)
+                .with_refresh(refresh)
+                .with_capabilities(source.capabilities())
+        })
+        .collect();
+    run_on_thread(move || {
+        // Made here: links hold futures that stay on the UI thread.
+        let links = sources.into_iter().map(|s| Some(Link::new(s))).collect();
+        run_workbench(Workbench::new(apps), links)
+    })
+}
+
+/// Runs `f` here, or on a helper thread when called from inside a tokio runtime (the UI
+/// builds its own).
+fn run_on_thread(f: impl FnOnce() -> anyhow::Result<()> + Send) -> anyhow::Result<()> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return std::thread::scope(|s| {
-            s.spawn(|| run_blocking(source, refresh))
+            s.spawn(f)
                 .join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("the taskscope UI thread panicked")))
         });
     }
-    run_blocking(source, refresh)
+    f()
 }
 
-fn run_blocking(source: Box<dyn Source>, refresh: Duration) -> anyhow::Result<()> {
-    let app = App::new(source.label(), Instant::now())
-        .with_no_color(no_color_from_env())
-        .with_refresh(refresh)
-        .with_capabilities(source.capabilities());
-    run_app(app, Some(Link::new(source)))
-}
-
-fn run_app(app: App, link: Option<Link>) -> anyhow::Result<()> {
+fn run_workbench(wb: Workbench, links: Vec<Option<Link>>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
     let _guard = TerminalGuard;
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
-    rt.block_on(event_loop(&mut terminal, app, link))
+    rt.block_on(event_loop(&mut terminal, wb, links))
     // `_guard` restores the terminal here, and also on early return or unwinding.
 }
 
@@ -164,14 +208,7 @@ pub fn run_file(path: &std::path::Path) -> anyhow::Result<()> {
     );
     let app = app_for_file(&path.display().to_string(), opened, Instant::now())
         .with_no_color(no_color_from_env());
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return std::thread::scope(|s| {
-            s.spawn(|| run_app(app, None))
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("the taskscope UI thread panicked")))
-        });
-    }
-    run_app(app, None)
+    run_on_thread(move || run_workbench(Workbench::new(vec![app]), vec![None]))
 }
 
 /// The state showing an opened file labelled `label`, at `now`: a snapshot file as one
@@ -371,39 +408,47 @@ fn fit_viewport(app: &mut App, size: ratatui::layout::Rect) {
 
 async fn event_loop(
     terminal: &mut DefaultTerminal,
-    mut app: App,
-    mut link: Option<Link>,
+    mut wb: Workbench,
+    mut links: Vec<Option<Link>>,
 ) -> anyhow::Result<()> {
     let mut events = EventStream::new();
-    let mut ticker = FetchTicker::new(app.refresh());
-    let mut recorder: Option<Recorder> = None;
+    let mut ticker = FetchTicker::new(wb.app().refresh());
+    // The recording in progress (`R`) and the target it records.
+    let mut recorder: Option<(usize, Recorder)> = None;
 
     let result = loop {
         let now = Instant::now();
-        app.tick(now);
-        ticker.follow(app.refresh());
-        if let Some(link) = link.as_mut() {
-            link.start_requests(&mut app, now);
+        for (i, link) in links.iter_mut().enumerate() {
+            if let (Some(link), Some(app)) = (link.as_mut(), wb.target_mut(i)) {
+                app.tick(now);
+                link.start_requests(app, now);
+            }
         }
-        if app.take_save_request() {
-            save(&mut app);
+        wb.app_mut().tick(now);
+        wb.sync();
+        ticker.follow(wb.app().refresh());
+        if wb.app_mut().take_save_request() {
+            save(wb.app_mut());
         }
-        if app.take_record_toggle() {
-            toggle_recording(&mut app, &mut recorder);
+        if wb.app_mut().take_record_toggle() {
+            toggle_recording(&mut wb, &mut recorder);
         }
         let size = match terminal.size() {
             Ok(size) => size,
             Err(e) => break Err(anyhow::Error::from(e).context("cannot read the terminal size")),
         };
-        fit_viewport(&mut app, size.into());
-        if let Err(e) = terminal.draw(|frame| view::render(frame, &app)) {
+        let area = view::workbench_view_area(size.into(), &wb);
+        fit_viewport(wb.app_mut(), area);
+        if let Err(e) = terminal.draw(|frame| view::render_workbench(frame, &wb)) {
             break Err(anyhow::Error::from(e).context("cannot draw"));
         }
 
+        let app = wb.app();
+        let redraw_soon = app.notice().is_some() || app.paused_at().is_some();
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(Event::Key(key))) => {
-                    if handle_key(&mut app, key) == Flow::Quit {
+                    if handle_workbench_key(&mut wb, key) == Flow::Quit {
                         break Ok(());
                     }
                 }
@@ -415,31 +460,42 @@ async fn event_loop(
                 None => break Ok(()),
             },
             _ = ticker.tick() => {
-                if let Some(link) = link.as_mut() {
+                for link in links.iter_mut().flatten() {
                     link.start_fetch();
                 }
             }
-            done = std::future::poll_fn(|cx| match link.as_mut() {
-                Some(link) => link.poll_done(cx),
-                None => Poll::Pending,
-            }) => {
+            (i, done) = std::future::poll_fn(|cx| poll_links(&mut links, cx)) => {
                 if let Done::Snapshot(result) = &done
                     && let Ok(snapshot) = result.as_ref()
                 {
-                    record_frame(&mut app, &mut recorder, snapshot);
+                    record_frame(&mut wb, &mut recorder, i, snapshot);
                 }
-                apply_done(&mut app, done, Instant::now());
+                if let Some(app) = wb.target_mut(i) {
+                    apply_done(app, done, Instant::now());
+                }
             }
             // Redraw when a footer notice expires, and to count the seconds since pausing.
-            _ = tokio::time::sleep(Duration::from_millis(500)),
-                if app.notice().is_some() || app.paused_at().is_some() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)), if redraw_soon => {}
         }
     };
     // A recording still going is finished properly, so its gzip stream ends cleanly.
-    if let Some(recorder) = recorder {
+    if let Some((_, recorder)) = recorder {
         recorder.finish()?;
     }
     result
+}
+
+/// The next request of any target to finish, with the target's index; pending while none
+/// is in flight.
+fn poll_links(links: &mut [Option<Link>], cx: &mut std::task::Context<'_>) -> Poll<(usize, Done)> {
+    for (i, link) in links.iter_mut().enumerate() {
+        if let Some(link) = link.as_mut()
+            && let Poll::Ready(done) = link.poll_done(cx)
+        {
+            return Poll::Ready((i, done));
+        }
+    }
+    Poll::Pending
 }
 
 /// `s`: saves the shown snapshot (and the open site's dump) in the current directory;
@@ -455,13 +511,19 @@ fn save(app: &mut App) {
     app.set_notice(text);
 }
 
-/// `R`: starts recording the target to `taskscope-<pid>-<unix time>.jsonl.gz` in the
-/// current directory, or stops (and closes) the recording in progress.
-fn toggle_recording(app: &mut App, recorder: &mut Option<Recorder>) {
-    if let Some(r) = recorder.take() {
-        stop_recording(app, r, "recording stopped");
+/// `R`: starts recording the shown target to `taskscope-<pid>-<unix time>.jsonl.gz` in
+/// the current directory, or stops (and closes) the recording in progress, whichever
+/// target it records.
+fn toggle_recording(wb: &mut Workbench, recorder: &mut Option<(usize, Recorder)>) {
+    if let Some((i, r)) = recorder.take() {
+        if let Some(app) = wb.target_mut(i) {
+            app.set_recording(None);
+        }
+        stop_recording(wb.app_mut(), r, "recording stopped");
         return;
     }
+    let active = wb.active();
+    let app = wb.app_mut();
     let pid = app.snapshot().map_or(0, |s| s.process.pid);
     let path = files::default_path(
         std::path::Path::new("."),
@@ -474,7 +536,7 @@ fn toggle_recording(app: &mut App, recorder: &mut Option<Recorder>) {
         Ok(r) => {
             app.set_recording(Some((path.display().to_string(), 0)));
             app.set_notice(format!("recording to {} (R stops)", path.display()));
-            *recorder = Some(r);
+            *recorder = Some((active, r));
         }
         Err(e) => app.set_notice(format!("cannot record: {e}")),
     }
@@ -489,16 +551,26 @@ fn stop_recording(app: &mut App, recorder: Recorder, why: &str) {
     });
 }
 
-/// Appends a fetched snapshot to the recording in progress, if any; stops it at its cap
-/// or on a write error, saying so.
-fn record_frame(app: &mut App, recorder: &mut Option<Recorder>, snapshot: &Snapshot) {
-    let Some(r) = recorder.as_mut() else {
+/// Appends a snapshot fetched from target `index` to the recording in progress, if it
+/// records that target; stops it at its cap or on a write error, saying so.
+fn record_frame(
+    wb: &mut Workbench,
+    recorder: &mut Option<(usize, Recorder)>,
+    index: usize,
+    snapshot: &Snapshot,
+) {
+    let Some((target, r)) = recorder.as_mut() else {
         return;
     };
+    if *target != index {
+        return;
+    }
     let why = match r.push(files::unix_ms_now(), snapshot) {
         Ok(true) => {
             let (path, frames) = (r.path().display().to_string(), r.frames());
-            app.set_recording(Some((path, frames)));
+            if let Some(app) = wb.target_mut(index) {
+                app.set_recording(Some((path, frames)));
+            }
             return;
         }
         Ok(false) => r.full().map_or("recording stopped".to_string(), |full| {
@@ -506,7 +578,7 @@ fn record_frame(app: &mut App, recorder: &mut Option<Recorder>, snapshot: &Snaps
         }),
         Err(e) => format!("recording stopped: {e}"),
     };
-    if let Some(r) = recorder.take() {
+    if let (Some((_, r)), Some(app)) = (recorder.take(), wb.target_mut(index)) {
         stop_recording(app, r, &why);
     }
 }
@@ -515,6 +587,34 @@ fn record_frame(app: &mut App, recorder: &mut Option<Recorder>, snapshot: &Snaps
 enum Flow {
     Continue,
     Quit,
+}
+
+/// Keys with several targets: Tab/Shift-Tab and 1-9 pick the shown target (unless the
+/// help or the filter takes the keys); everything else goes to it.
+fn handle_workbench_key(wb: &mut Workbench, key: KeyEvent) -> Flow {
+    let app = wb.app();
+    if key.kind != KeyEventKind::Release
+        && wb.targets().len() > 1
+        && !app.help_shown()
+        && !app.filter_editing()
+    {
+        match key.code {
+            KeyCode::Tab => {
+                wb.next();
+                return Flow::Continue;
+            }
+            KeyCode::BackTab => {
+                wb.previous();
+                return Flow::Continue;
+            }
+            KeyCode::Char(c @ '1'..='9') => {
+                wb.select(usize::from(c as u8 - b'1'));
+                return Flow::Continue;
+            }
+            _ => {}
+        }
+    }
+    handle_key(wb.app_mut(), key)
 }
 
 fn handle_key(app: &mut App, key: KeyEvent) -> Flow {
@@ -1110,6 +1210,92 @@ mod tests {
         handle_key(&mut app, key(KeyCode::Char('z')));
         handle_key(&mut app, key(KeyCode::Esc));
         assert_eq!((app.filter(), app.filter_editing()), ("", false));
+    }
+
+    /// A source whose fetches never finish, like a target that accepted the connection
+    /// and went silent.
+    struct SilentSource;
+
+    impl Source for SilentSource {
+        fn label(&self) -> String {
+            "silent".into()
+        }
+        fn capabilities(&self) -> source::Capabilities {
+            source::Capabilities::live_exporter()
+        }
+        fn fetch(&self) -> SourceFuture<Snapshot> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_target_never_holds_up_the_others() {
+        let mut links = vec![
+            Some(Link::new(Box::new(SilentSource))),
+            None,
+            Some(Link::new(Box::new(FixedSource))),
+        ];
+        for link in links.iter_mut().flatten() {
+            link.start_fetch();
+        }
+        let (i, done) = tokio::time::timeout(
+            Duration::from_secs(5),
+            std::future::poll_fn(|cx| poll_links(&mut links, cx)),
+        )
+        .await
+        .expect("the answering target's snapshot");
+        assert_eq!(i, 2);
+        assert!(matches!(done, Done::Snapshot(ref r) if r.is_ok()));
+        // The silent one is still in flight, and still not ready.
+        assert!(links[0].as_ref().unwrap().fetch.is_some());
+        let pending = tokio::time::timeout(
+            Duration::from_millis(50),
+            std::future::poll_fn(|cx| poll_links(&mut links, cx)),
+        )
+        .await;
+        assert!(pending.is_err());
+    }
+
+    #[test]
+    fn keys_pick_the_target() {
+        let t0 = Instant::now();
+        let key = |code| KeyEvent::new(code, KeyModifiers::NONE);
+        let apps = (0..3)
+            .map(|i| App::new(format!("http://h:{i}"), t0))
+            .collect();
+        let mut wb = Workbench::new(apps);
+        handle_workbench_key(&mut wb, key(KeyCode::Tab));
+        assert_eq!(wb.active(), 1);
+        handle_workbench_key(&mut wb, key(KeyCode::BackTab));
+        handle_workbench_key(&mut wb, key(KeyCode::BackTab));
+        assert_eq!(wb.active(), 2);
+        handle_workbench_key(&mut wb, key(KeyCode::Char('1')));
+        assert_eq!(wb.active(), 0);
+        handle_workbench_key(&mut wb, key(KeyCode::Char('9')));
+        assert_eq!(wb.active(), 0, "no ninth target");
+        // Typing a filter, digits are text.
+        handle_workbench_key(&mut wb, key(KeyCode::Char('/')));
+        handle_workbench_key(&mut wb, key(KeyCode::Char('2')));
+        assert_eq!((wb.active(), wb.app().filter()), (0, "2"));
+        handle_workbench_key(&mut wb, key(KeyCode::Enter));
+        // Other keys go to the shown target only.
+        handle_workbench_key(&mut wb, key(KeyCode::Char('3')));
+        handle_workbench_key(&mut wb, key(KeyCode::Char('o')));
+        assert_eq!(wb.app().view(), View::Overview);
+        assert_eq!(wb.targets()[0].view(), View::Sites);
+        assert_eq!(
+            handle_workbench_key(&mut wb, key(KeyCode::Char('q'))),
+            Flow::Continue
+        );
+        assert_eq!(
+            handle_workbench_key(&mut wb, key(KeyCode::Char('q'))),
+            Flow::Quit
+        );
+        // One target: Tab and digits do nothing.
+        let mut one = Workbench::new(vec![App::new("http://h", t0)]);
+        handle_workbench_key(&mut one, key(KeyCode::Tab));
+        handle_workbench_key(&mut one, key(KeyCode::Char('2')));
+        assert_eq!(one.active(), 0);
     }
 
     #[test]

@@ -18,9 +18,10 @@ use clap::{Parser, Subcommand};
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// Base URL of the service's exporter (the scheme may be omitted).
-    #[arg(default_value = taskscope_tui::DEFAULT_URL)]
-    url: String,
+    /// Base URL of the service's exporter (the scheme may be omitted); several to watch
+    /// several services at once (Tab or 1-9 switch, the overview sums them).
+    #[arg(default_value = taskscope_tui::DEFAULT_URL, num_args = 1..)]
+    urls: Vec<String>,
 
     /// Milliseconds between snapshots (100 to 60000).
     #[arg(long, value_name = "MS", default_value_t = 1000,
@@ -198,11 +199,7 @@ fn main() -> ExitCode {
         Some(Command::Console(args)) => return printed("console", run_console(args)),
         None => {}
     }
-    let config = taskscope_tui::Config {
-        url: cli.url,
-        refresh: Duration::from_millis(cli.refresh),
-    };
-    match taskscope_tui::run(config) {
+    match taskscope_tui::run_many(&cli.urls, Duration::from_millis(cli.refresh)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("taskscope: error: {e:#}");
@@ -220,11 +217,21 @@ mod tests {
     fn cli_is_consistent() {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["taskscope"]).unwrap();
-        assert_eq!(cli.url, "http://127.0.0.1:6060");
+        assert_eq!(cli.urls, ["http://127.0.0.1:6060"]);
         assert_eq!(cli.refresh, 1000);
         assert!(cli.command.is_none());
         let cli = Cli::try_parse_from(["taskscope", "127.0.0.1:7000", "--refresh", "250"]).unwrap();
-        assert_eq!((cli.url.as_str(), cli.refresh), ("127.0.0.1:7000", 250));
+        assert_eq!(
+            (cli.urls, cli.refresh),
+            (vec!["127.0.0.1:7000".to_string()], 250)
+        );
+        assert!(cli.command.is_none());
+        // Several targets.
+        let cli =
+            Cli::try_parse_from(["taskscope", "h:1", "h:2", "http://h:3", "--refresh", "500"])
+                .unwrap();
+        assert_eq!((cli.urls.len(), cli.refresh), (3, 500));
+        assert_eq!(cli.urls[2], "http://h:3");
         assert!(cli.command.is_none());
         assert!(Cli::try_parse_from(["taskscope", "--refresh", "50"]).is_err());
     }

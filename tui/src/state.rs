@@ -18,9 +18,11 @@ use crate::{DEFAULT_REFRESH, MAX_REFRESH, MIN_REFRESH};
 
 mod replay;
 mod table;
+mod targets;
 
 pub use replay::{Replay, ReplayFrame, ReplayKind};
 pub use table::{MAX_FILTER_CHARS, SortColumn};
+pub use targets::{MAX_TARGETS, Workbench};
 
 /// Samples kept per history ring (one per successful poll: 60 s at the default refresh).
 pub const HISTORY_LEN: usize = 60;
@@ -402,6 +404,11 @@ impl App {
         self
     }
 
+    /// Sets the time between fetches, within [`MIN_REFRESH`]`..=`[`MAX_REFRESH`].
+    pub fn set_refresh(&mut self, refresh: Duration) {
+        self.refresh = clamp_refresh(refresh);
+    }
+
     /// Time between fetches; the event loop follows it when it changes.
     pub fn refresh(&self) -> Duration {
         self.refresh
@@ -617,6 +624,18 @@ impl App {
                     self.live.total_history = History::default();
                     self.live.spawn_rate_history = History::default();
                     self.live.restarted_at = Some(now);
+                    // Never mix the old process's data with the new one's: a dump shown in
+                    // the detail view was of the old process.
+                    if let Some(detail) = self.detail.as_mut()
+                        && detail.dump.take().is_some()
+                    {
+                        detail.dump_received_at = None;
+                        detail.error = Some(format!(
+                            "the target restarted as a new process (pid {}): its dump was of \
+                             the old one; press r for a new one",
+                            snapshot.process.pid
+                        ));
+                    }
                 }
                 self.record(snapshot);
             }

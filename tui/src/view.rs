@@ -16,7 +16,8 @@ use taskscope::model::{
 };
 
 use crate::state::{
-    App, ConnectionStatus, Detail, FindingTarget, HISTORY_LEN, Replay, ReplayKind, SortColumn, View,
+    App, ConnectionStatus, Detail, FindingTarget, HISTORY_LEN, Replay, ReplayKind, SortColumn,
+    View, Workbench,
 };
 
 mod overview;
@@ -54,6 +55,7 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ("", "+ / -", "refresh twice as often / half as often"),
     ("", "b", "mark a baseline: Δbase counts from it"),
     ("", "o", "overview: tasks, workers, pools, findings"),
+    ("", "Tab / 1-9", "several targets: next target / target N"),
     ("", "s", "save the snapshot (and dump) to a file"),
     ("", "R", "start/stop recording to a file"),
     ("", "← → or [ ]", "in a recording: a frame back / forward"),
@@ -105,18 +107,110 @@ const MIN_SITE_WIDTH: u16 = 26;
 /// Draws the whole screen: header, spawn-site table (or the site detail view, the locks
 /// view or the findings view), footer; and the help overlay over it when shown.
 pub fn render(frame: &mut Frame, app: &App) {
+    render_in(frame, frame.area(), app);
+}
+
+/// Draws several targets: a picker line on top (every target with its identity and state,
+/// the shown one in brackets), the shown target's view below. One target: just
+/// [`render`].
+pub fn render_workbench(frame: &mut Frame, wb: &Workbench) {
+    let area = workbench_view_area(frame.area(), wb);
+    if area != frame.area() {
+        let picker = Rect::new(frame.area().x, frame.area().y, frame.area().width, 1);
+        frame.render_widget(Paragraph::new(picker_line(wb, picker.width)), picker);
+    }
+    render_in(frame, area, wb.app());
+}
+
+/// The part of the screen `area` the shown target's view gets: all of it for one target,
+/// all but the picker line for several.
+pub fn workbench_view_area(area: Rect, wb: &Workbench) -> Rect {
+    if wb.targets().len() < 2 || area.height < 2 {
+        return area;
+    }
+    Rect::new(area.x, area.y + 1, area.width, area.height - 1)
+}
+
+/// One target in the picker: number, identity (process name and pid once known, else the
+/// target's address) and state (live tasks, or why not).
+fn picker_entry(index: usize, app: &App) -> String {
+    let who = match app.snapshot() {
+        Some(s) => format!("{}:{}", clean(&s.process.name), s.process.pid),
+        None => clean(
+            app.target
+                .trim_start_matches("http://")
+                .trim_start_matches("HTTP://"),
+        ),
+    };
+    let state = match (&app.status, app.snapshot()) {
+        (ConnectionStatus::Disconnected { .. }, _) => "DOWN".to_string(),
+        (ConnectionStatus::Connecting, None) => "…".to_string(),
+        (_, Some(_)) => format!("{} live", app.live_total()),
+        (_, None) => "-".to_string(),
+    };
+    let restarted = app
+        .restarted_at()
+        .filter(|at| app.now().saturating_duration_since(*at).as_secs() < 600)
+        .map_or("", |_| " restarted");
+    format!("{} {who} {state}{restarted}", index + 1)
+}
+
+/// The picker line: every target, the shown one in brackets and reversed; when they do
+/// not all fit in `width`, only the shown one with its position.
+fn picker_line(wb: &Workbench, width: u16) -> Line<'static> {
+    let theme = Theme::new(wb.app().no_color);
+    let active_style = theme
+        .fg(Color::Cyan)
+        .add_modifier(Modifier::BOLD | Modifier::REVERSED);
+    let hint = "  Tab/1-9 switch";
+    let entries: Vec<String> = wb
+        .targets()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| picker_entry(i, t))
+        .collect();
+    let full: usize = entries.iter().map(|e| e.chars().count() + 3).sum::<usize>() + hint.len();
+    let mut spans = Vec::new();
+    if full <= usize::from(width) {
+        for (i, e) in entries.into_iter().enumerate() {
+            let down = e.ends_with("DOWN");
+            if i == wb.active() {
+                spans.push(Span::styled(format!("[{e}]"), active_style));
+            } else if down {
+                spans.push(Span::styled(format!(" {e} "), theme.fg(Color::Red)));
+            } else {
+                spans.push(Span::raw(format!(" {e} ")));
+            }
+            spans.push(Span::raw(" "));
+        }
+    } else {
+        spans.push(Span::styled(
+            format!("target {}/{} ", wb.active() + 1, wb.targets().len()),
+            theme.label(),
+        ));
+        spans.push(Span::styled(
+            format!("[{}]", entries[wb.active()]),
+            active_style,
+        ));
+    }
+    spans.push(Span::styled(hint, theme.dim()));
+    Line::from(spans)
+}
+
+/// [`render`] into `area` of the frame (the rest is left alone).
+pub fn render_in(frame: &mut Frame, area: Rect, app: &App) {
     match app.view() {
         View::Detail => match app.detail() {
-            Some(detail) => render_detail(frame, app, detail),
-            None => render_sites(frame, app),
+            Some(detail) => render_detail(frame, area, app, detail),
+            None => render_sites(frame, area, app),
         },
-        View::Locks => render_locks(frame, app),
-        View::Findings => render_findings_view(frame, app),
-        View::Overview => overview::render_overview(frame, app),
-        View::Sites => render_sites(frame, app),
+        View::Locks => render_locks(frame, area, app),
+        View::Findings => render_findings_view(frame, area, app),
+        View::Overview => overview::render_overview(frame, area, app),
+        View::Sites => render_sites(frame, area, app),
     }
     if app.help_shown() {
-        render_help(frame, app);
+        render_help(frame, area, app);
     }
 }
 
@@ -165,10 +259,10 @@ pub fn help_metrics(area: Rect) -> (usize, usize) {
 
 /// The help overlay, centred over the view and cleared beneath; scrolled with the arrows
 /// when it does not fit (the title says so).
-fn render_help(frame: &mut Frame, app: &App) {
-    let popup = help_area(frame.area());
+fn render_help(frame: &mut Frame, area: Rect, app: &App) {
+    let popup = help_area(area);
     let lines = help_lines(app);
-    let (rows, total) = help_metrics(frame.area());
+    let (rows, total) = help_metrics(area);
     let theme = Theme::new(app.no_color);
     let first = app.help_scroll().min(total.saturating_sub(rows));
     let title = if total > rows {
@@ -192,8 +286,8 @@ fn render_help(frame: &mut Frame, app: &App) {
     );
 }
 
-fn render_sites(frame: &mut Frame, app: &App) {
-    let [header, findings, table, footer] = layout(frame.area(), app);
+fn render_sites(frame: &mut Frame, area: Rect, app: &App) {
+    let [header, findings, table, footer] = layout(area, app);
     render_header(frame, header, app);
     render_findings(frame, findings, app);
     render_table(frame, table, app);
@@ -802,9 +896,9 @@ fn detail_layout(area: Rect, app: &App, detail: &Detail) -> [Rect; 3] {
     .areas(area)
 }
 
-fn render_detail(frame: &mut Frame, app: &App, detail: &Detail) {
+fn render_detail(frame: &mut Frame, area: Rect, app: &App, detail: &Detail) {
     let theme = Theme::new(app.no_color);
-    let [header, body, footer] = detail_layout(frame.area(), app, detail);
+    let [header, body, footer] = detail_layout(area, app, detail);
 
     let block = Block::default().borders(Borders::ALL).title(Span::styled(
         " taskscope › spawn site ",
@@ -1286,9 +1380,9 @@ fn locks_header_lines(app: &App) -> Vec<Line<'static>> {
     lines
 }
 
-fn render_locks(frame: &mut Frame, app: &App) {
+fn render_locks(frame: &mut Frame, area: Rect, app: &App) {
     let theme = Theme::new(app.no_color);
-    let [header, table, detail, footer] = locks_layout(frame.area(), app);
+    let [header, table, detail, footer] = locks_layout(area, app);
     let block = Block::default().borders(Borders::ALL).title(Span::styled(
         " taskscope › locks ",
         theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
@@ -1660,9 +1754,9 @@ fn findings_header_lines(app: &App) -> Vec<Line<'static>> {
     lines
 }
 
-fn render_findings_view(frame: &mut Frame, app: &App) {
+fn render_findings_view(frame: &mut Frame, area: Rect, app: &App) {
     let theme = Theme::new(app.no_color);
-    let [header, table, detail, footer] = findings_layout(frame.area(), app);
+    let [header, table, detail, footer] = findings_layout(area, app);
     let block = Block::default().borders(Borders::ALL).title(Span::styled(
         " taskscope › findings ",
         theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),

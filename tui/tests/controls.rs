@@ -75,6 +75,7 @@ const HELP_TEXT: &[&str] = &[
     "          + / -                   refresh twice as often / half as often",
     "          b                       mark a baseline: Δbase counts from it",
     "          o                       overview: tasks, workers, pools, findings",
+    "          Tab / 1-9               several targets: next target / target N",
     "          s                       save the snapshot (and dump) to a file",
     "          R                       start/stop recording to a file",
     "          ← → or [ ]              in a recording: a frame back / forward",

@@ -3,7 +3,7 @@
 //! global queue, the blocking pool, and the open findings by severity and kind.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
@@ -221,7 +221,7 @@ fn finding_lines(app: &App, theme: Theme) -> Vec<Line<'static>> {
 }
 
 /// Draws the overview.
-pub(super) fn render_overview(frame: &mut Frame, app: &App) {
+pub(super) fn render_overview(frame: &mut Frame, area: Rect, app: &App) {
     let theme = Theme::new(app.no_color);
     let title = |s: String| Span::styled(s, theme.fg(Color::Cyan).add_modifier(Modifier::BOLD));
     let mut header = status_lines(app);
@@ -250,7 +250,7 @@ pub(super) fn render_overview(frame: &mut Frame, app: &App) {
         Constraint::Min(0),
         Constraint::Length(1),
     ])
-    .areas(frame.area());
+    .areas(area);
     let block = |t: String| Block::default().borders(Borders::ALL).title(title(t));
     frame.render_widget(
         Paragraph::new(header).block(block(" taskscope › overview ".into())),
