@@ -192,6 +192,8 @@ fn run_workbench(wb: Workbench, links: Vec<Option<Link>>) -> anyhow::Result<()> 
         .context("cannot start the tokio runtime")?;
     let _guard = TerminalGuard;
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
+    // The wheel scrolls the tables. Without it (some terminals refuse), keys still do.
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture);
     rt.block_on(event_loop(&mut terminal, wb, links))
     // `_guard` restores the terminal here, and also on early return or unwinding.
 }
@@ -259,6 +261,7 @@ struct TerminalGuard;
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
         ratatui::restore();
     }
 }
@@ -452,6 +455,7 @@ async fn event_loop(
                         break Ok(());
                     }
                 }
+                Some(Ok(Event::Mouse(mouse))) => handle_mouse(wb.app_mut(), mouse),
                 // Resize (and anything else): just redraw.
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
@@ -587,6 +591,27 @@ fn record_frame(
 enum Flow {
     Continue,
     Quit,
+}
+
+/// Rows moved per notch of the mouse wheel.
+const WHEEL_ROWS: usize = 3;
+
+/// The mouse wheel scrolls what the arrows move: the selection of the table shown, the
+/// detail view, the help overlay. Clicks are left to the keys.
+fn handle_mouse(app: &mut App, mouse: crossterm::event::MouseEvent) {
+    use crossterm::event::MouseEventKind;
+    let nav = match mouse.kind {
+        MouseEventKind::ScrollUp => Nav::Up,
+        MouseEventKind::ScrollDown => Nav::Down,
+        _ => return,
+    };
+    for _ in 0..WHEEL_ROWS {
+        if app.help_shown() {
+            app.scroll_help(nav);
+        } else {
+            app.navigate(nav);
+        }
+    }
 }
 
 /// Keys with several targets: Tab/Shift-Tab and 1-9 pick the shown target (unless the
@@ -1254,6 +1279,58 @@ mod tests {
         )
         .await;
         assert!(pending.is_err());
+    }
+
+    #[test]
+    fn the_wheel_scrolls_tables_the_detail_and_the_help() {
+        use crossterm::event::{MouseEvent, MouseEventKind};
+        let t0 = Instant::now();
+        let wheel = |kind| MouseEvent {
+            kind,
+            column: 10,
+            row: 10,
+            modifiers: KeyModifiers::NONE,
+        };
+        let mut app = App::new("http://x", t0);
+        let sites = (0..10)
+            .map(|i| taskscope::model::SiteRow {
+                site: format!("s{i}.rs:1:1"),
+                live: 100 - i,
+                ..Default::default()
+            })
+            .collect();
+        app.apply(
+            Ok(Snapshot {
+                sites,
+                ..Snapshot::default()
+            }),
+            t0,
+        );
+        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown));
+        assert_eq!(app.selected(), 3);
+        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown));
+        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown));
+        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown));
+        assert_eq!(app.selected(), 9, "clamped");
+        handle_mouse(&mut app, wheel(MouseEventKind::ScrollUp));
+        assert_eq!(app.selected(), 6);
+        // Clicks and moves do nothing.
+        handle_mouse(
+            &mut app,
+            wheel(MouseEventKind::Down(crossterm::event::MouseButton::Left)),
+        );
+        assert_eq!(app.selected(), 6);
+        // The help overlay scrolls instead of the table.
+        app.toggle_help();
+        app.set_help_viewport(5, 30);
+        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown));
+        assert_eq!((app.help_scroll(), app.selected()), (3, 6));
+        app.close_help();
+        // The detail view scrolls its content.
+        app.open_detail();
+        app.set_detail_viewport(5, 40);
+        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown));
+        assert_eq!(app.detail().unwrap().scroll(), 3);
     }
 
     #[test]

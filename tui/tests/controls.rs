@@ -79,6 +79,7 @@ const HELP_TEXT: &[&str] = &[
     "          s                       save the snapshot (and dump) to a file",
     "          R                       start/stop recording to a file",
     "          ← → or [ ]              in a recording: a frame back / forward",
+    "          mouse wheel             scroll the table, detail or this help",
     "          Ctrl-C                  quit from any view",
     "Sites     q / Esc                 quit",
     "          ↑/↓ PgUp/PgDn Home/End  select a site (also j/k g/G)",
