@@ -151,12 +151,13 @@ pub enum Opened {
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     /// Reading or writing failed.
-    #[error("{path}: {source}")]
+    // Not a `source`: the message already says it, and error chains would repeat it.
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: String,
         /// What failed.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Neither a snapshot file nor a recording.
     #[error(
@@ -225,9 +226,9 @@ pub fn default_path(dir: &Path, pid: u32, unix_ms: u64, ext: &str) -> PathBuf {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
-    move |source| FileError::Io {
+    move |error| FileError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     }
 }
 
@@ -253,8 +254,8 @@ pub fn save_snapshot(dir: &Path, saved: &SavedSnapshot) -> Result<PathBuf, FileE
     let mut path = first.clone();
     for n in 2..=100 {
         match write_snapshot(&path, saved) {
-            Err(FileError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            Err(FileError::Io { error, .. })
+                if error.kind() == std::io::ErrorKind::AlreadyExists =>
             {
                 let stem = first
                     .file_stem()
@@ -390,7 +391,7 @@ impl Recorder {
         let path = &self.path;
         let out = self.out.as_mut().ok_or_else(|| FileError::Io {
             path: path.display().to_string(),
-            source: std::io::Error::other("the recording is already finished"),
+            error: std::io::Error::other("the recording is already finished"),
         })?;
         out.write_all(line).map_err(io(path))?;
         // A sync flush per frame: a recorder killed later leaves every frame so far

@@ -929,10 +929,7 @@ fn render_detail(frame: &mut Frame, area: Rect, app: &App, detail: &Detail) {
         Paragraph::new(shown).block(Block::default().borders(Borders::ALL).title(title)),
         body,
     );
-    frame.render_widget(
-        Paragraph::new(Line::from(Span::styled(DETAIL_FOOTER, theme.dim()))),
-        footer,
-    );
+    frame.render_widget(Paragraph::new(footer_line(app, DETAIL_FOOTER)), footer);
 }
 
 /// The detail view's header: connection status, the site, its counts from the last

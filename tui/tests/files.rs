@@ -349,5 +349,11 @@ fn damaged_foreign_and_future_files_are_refused_clearly() {
         format!("{} is damaged: the recording has no frame", p.display())
     );
     let missing = dir.join("missing.json");
-    assert!(matches!(files::open(&missing), Err(FileError::Io { .. })));
+    let e = files::open(&missing).unwrap_err();
+    assert!(matches!(e, FileError::Io { .. }));
+    // Said once, also through an error chain.
+    assert_eq!(
+        format!("{:#}", anyhow::Error::from(e)),
+        format!("{}: No such file or directory (os error 2)", missing.display())
+    );
 }

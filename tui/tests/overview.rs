@@ -141,7 +141,7 @@ fn the_overview_shows_the_process_at_a_glance() {
             "Spawn rate       40.0/s  █",
             "Runtime alive        60   Global queue 3   Sites 3",
             "└──────────────────────────────────────────────────────────────────────────────┘",
-            "┌ Workers: 4 on 2.0 CPUs (quota) ──────────────────────────────────────────────┐",
+            "┌ Workers: 4 on 2.0 CPUs (more workers than CPUs: they take turns) ────────────┐",
             "worker 0  ██████████░░░░░░░░░░  50%",
             "worker 1  ████████████████████ 100%",
             "worker 2  ░░░░░░░░░░░░░░░░░░░░   0%",

@@ -254,6 +254,12 @@ fn a_saved_snapshot_opens_with_its_dump() {
     assert_eq!(app.detail().unwrap().dump(), Some(&dump));
     let text = screen(&app, 170, 20).join("\n");
     assert!(text.contains("taken at 22:13:20 UTC"), "{text}");
+    // Notices (e.g. where s saved) show in the detail view's footer too.
+    app.set_notice("saved to ./taskscope-7-1700000009.json (taskscope open FILE)".into());
+    assert_eq!(
+        screen(&app, 170, 20)[19].trim_end(),
+        "saved to ./taskscope-7-1700000009.json (taskscope open FILE)"
+    );
     // Saved again from the file: the same snapshot and dump.
     let again = app.save_contents(T0_MS + 9000).unwrap();
     assert_eq!(again.snapshot, saved.snapshot);

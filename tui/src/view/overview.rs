@@ -174,10 +174,18 @@ fn worker_lines(runtime: Option<&RuntimeInfo>, theme: Theme) -> Vec<Line<'static
 fn workers_title(runtime: Option<&RuntimeInfo>) -> String {
     match runtime {
         None => " Workers ".into(),
+        // The CPUs the process may use: its cgroup quota, else the CPUs it may run on.
         Some(r) if r.cpu_quota > 0.0 => {
+            let oversubscribed = r.workers as f64 > r.cpu_quota + 1e-9;
             format!(
-                " Workers: {} on {:.1} CPUs (quota) ",
-                r.workers, r.cpu_quota
+                " Workers: {} on {:.1} CPUs{} ",
+                r.workers,
+                r.cpu_quota,
+                if oversubscribed {
+                    " (more workers than CPUs: they take turns)"
+                } else {
+                    ""
+                }
             )
         }
         Some(r) => format!(" Workers: {} ", r.workers),
