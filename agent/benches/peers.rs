@@ -35,6 +35,10 @@
 //! storms of up to 200 000 tasks and memory tests of up to 100 000 tasks; larger sizes show
 //! `bare` and `taskscope` only. `--console-rounds R` runs it in the first R rounds only.
 //!
+//! `--big-ring`: adds `ts-ring2^22` to the storm and memory rows: the agent with a ring of
+//! 2^22 task slots instead of the default 2^18, so that the live tasks of a 2M storm all
+//! fit the lock-free ring and none goes to the locked overflow map.
+//!
 //! `--baseline-exe PATH`: the `spawn_storm` benchmark built without any feature (so tokio
 //! has no `tracing` feature); its `baseline` variant (the same storm, no agent) joins the
 //! storm rounds as `bare-notr`. Ratios stay against `bare`. Storm only.
@@ -42,7 +46,7 @@
 //! Run: `cargo bench -p taskscope [--features bench-console,bench-dial9] --bench peers --
 //! [storm|steady|memory|all]... [--rounds R] [--memory-rounds R] [--console-rounds R]
 //! [--sizes N,N] [--memory-sizes N,N] [--steady-tasks T] [--console-storm-max N]
-//! [--console-memory-max N] [--baseline-exe PATH]`
+//! [--console-memory-max N] [--baseline-exe PATH] [--big-ring]`
 //! (defaults: all; 5 rounds for storm and steady, 3 for memory; storm sizes 20000,200000;
 //! memory sizes 100000,1000000; T = 10000; console caps 200000 and 100000).
 
@@ -98,6 +102,13 @@ fn child(workload: &str, variant: &str, n: usize) {
     let agent = match variant {
         "bare" => None,
         "taskscope" => Some(taskscope::install(&mut builder)),
+        // The agent with a ring big enough for every live task of a 2M storm (2^22 slots,
+        // 128 MiB reserved), so no task goes to the locked overflow map.
+        "ts-ring2^22" => Some(
+            taskscope::Agent::builder()
+                .task_slots(1 << 22)
+                .install(&mut builder),
+        ),
         #[cfg(feature = "bench-console")]
         "console" => {
             console_subscriber::ConsoleLayer::builder()
@@ -473,6 +484,11 @@ fn main() {
     let (bare, taskscope) = (ours("bare"), ours("taskscope"));
     // console-subscriber only where this build has it (feature `bench-console`).
     let console = cfg!(feature = "bench-console").then(|| ours("console"));
+    // `--big-ring`: the agent with a 2^22-slot ring as well (storm and memory).
+    let big_ring = args
+        .iter()
+        .any(|a| a == "--big-ring")
+        .then(|| ours("ts-ring2^22"));
     // dial9 likewise (feature `bench-dial9`).
     let dial9 = cfg!(feature = "bench-dial9").then(|| ours("dial9"));
     let notracing = baseline.map(|path| Variant {
@@ -497,6 +513,7 @@ fn main() {
         );
         for &n in &sizes {
             let mut vs = vec![&bare, &taskscope];
+            vs.extend(big_ring.as_ref());
             vs.extend(dial9.as_ref());
             if let Some(c) = console.as_ref().filter(|_| n <= console_storm_max) {
                 vs.push(c);
@@ -524,6 +541,7 @@ fn main() {
         );
         for &n in &memory_sizes {
             let mut vs = vec![&bare, &taskscope];
+            vs.extend(big_ring.as_ref());
             vs.extend(dial9.as_ref());
             if let Some(c) = console.as_ref().filter(|_| n <= console_memory_max) {
                 vs.push(c);
