@@ -72,8 +72,8 @@ pub enum FetchError {
     /// The connection closed before the whole body arrived (the target died or cut the
     /// answer off).
     #[error(
-        "answer cut off after {received} of {} bytes: {url} closed the connection",
-        expected.map_or_else(|| "the".to_string(), |n| n.to_string())
+        "answer cut off after {received}{} bytes: {url} closed the connection",
+        expected.map_or_else(String::new, |n| format!(" of {n}"))
     )]
     Truncated {
         /// URL that was requested.

@@ -38,6 +38,9 @@ enum Behaviour {
     Slow,
     /// Sends the head with the full `Content-Length` of `body`, half of it, and closes.
     CutOff { body: String },
+    /// Sends the head of a chunked answer and one whole chunk holding `body`, then closes
+    /// without the last chunk.
+    CutOffChunked { body: String },
     /// A complete answer.
     Answer {
         status: &'static str,
@@ -104,6 +107,12 @@ async fn serve(mut sock: TcpStream, behaviour: Behaviour) {
             bytes.extend_from_slice(&body.as_bytes()[..body.len() / 2]);
             bytes
         }
+        Behaviour::CutOffChunked { body } => format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n\
+             {:x}\r\n{body}\r\n",
+            body.len()
+        )
+        .into_bytes(),
         Behaviour::Answer {
             status,
             content_type,
@@ -343,6 +352,24 @@ async fn target_closes_mid_body() {
     let target = FakeTarget::start(Behaviour::CutOff { body }).await;
     let message = |url: &str| {
         format!("answer cut off after {half} of {len} bytes: {url} closed the connection")
+    };
+    tokio::join!(
+        check_tui(&target.url, message),
+        check_cli(&target.url, |_, u| message(u))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_closes_mid_chunked_body() {
+    // A body of unknown length: what arrived is all the message can say.
+    let body = good_snapshot_json();
+    let half = body[..body.len() / 2].to_string();
+    let target = FakeTarget::start(Behaviour::CutOffChunked { body: half.clone() }).await;
+    let message = |url: &str| {
+        format!(
+            "answer cut off after {} bytes: {url} closed the connection",
+            half.len()
+        )
     };
     tokio::join!(
         check_tui(&target.url, message),
