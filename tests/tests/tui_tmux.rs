@@ -371,3 +371,85 @@ async fn the_tui_fits_80x24_and_survives_resizing() {
     .await
     .unwrap();
 }
+
+/// A target that accepts connections and never answers; holds them until dropped.
+struct SilentTarget {
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SilentTarget {
+    fn start() -> SilentTarget {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((sock, _)) => held.push(sock),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+                // Bounded: a TUI fetches once a second at most.
+                held.truncate(64);
+            }
+        });
+        SilentTarget { url, stop }
+    }
+}
+
+impl Drop for SilentTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_or_dead_target_is_shown_and_keys_still_work() {
+    if !have_tmux() {
+        return;
+    }
+    let bin = tokio::task::spawn_blocking(taskscope_binary).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        // Silent: the fetch times out (FETCH_TIMEOUT, 2 s) and says so; meanwhile and after,
+        // keys are handled at once (q quits while the next fetch hangs).
+        let silent = SilentTarget::start();
+        let tui = TmuxTui::start(&bin, &silent.url, 100, 30);
+        let snapshot_url = format!("{}/debug/taskscope/snapshot", silent.url);
+        tui.wait_for("the timeout", |s| {
+            (has_line(s, "Status: DISCONNECTED every 1.0s — no data yet")
+                && has_line(
+                    s,
+                    &format!("timed out after 2.0s waiting for {snapshot_url}"),
+                ))
+            .then_some(())
+        });
+        tui.keys(&["?"]);
+        tui.wait_for("the help overlay", |s| has_line(s, "quit").then_some(()));
+        tui.keys(&["?", "q"]);
+        assert_eq!(tui.exit_status(), "0", "stderr: {}", tui.stderr());
+        assert_eq!(tui.stderr(), "");
+        drop(silent);
+
+        // Dead: connection refused, on screen, and q quits.
+        let dead = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", listener.local_addr().unwrap())
+        };
+        let tui = TmuxTui::start(&bin, &dead, 100, 30);
+        tui.wait_for("connection refused", |s| {
+            has_line(
+                s,
+                &format!("connection refused by {dead}/debug/taskscope/snapshot"),
+            )
+            .then_some(())
+        });
+        tui.keys(&["q"]);
+        assert_eq!(tui.exit_status(), "0", "stderr: {}", tui.stderr());
+    })
+    .await
+    .unwrap();
+}
