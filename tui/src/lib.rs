@@ -2,8 +2,9 @@
 //! site.
 //!
 //! Laid out like tokio-console: [`state`] holds what is known (pure logic), [`view`] draws
-//! it, [`client`] fetches snapshots and task dumps, and [`run`] ties them together in one
-//! event loop.
+//! it, [`source`] says where snapshots come from ([`client`] fetches them over HTTP), and
+//! [`run`] ties them together in one event loop. [`files`] writes and reads snapshot
+//! files and recordings, [`record`] is the flight recorder.
 //!
 //! Enter on a site opens its detail view: the site's counts (still refreshed) and a task
 //! dump of that site, taken when the view opens and again on `r`, never on a timer (a dump
@@ -16,6 +17,10 @@
 //! `f` lists every finding, with the selected one's summary and evidence; Enter opens its
 //! site's detail, or the locks view on its lock. `p` freezes the display (fetching goes
 //! on), `+`/`-` halve or double the refresh interval, and `?` shows every key.
+//!
+//! `o` shows the overview; `S` and `/` sort and filter the sites. Several targets
+//! ([`run_many`]) get a picker (Tab, 1-9), each fetched on its own. `s` saves the shown
+//! snapshot, `R` records; [`run_file`] opens either with a time cursor (←/→).
 
 #![warn(missing_docs)]
 

@@ -297,6 +297,9 @@ pub struct App {
     overview_back: View,
     /// With several targets: all of them summed (the overview shows it).
     targets_summary: Option<TargetsSummary>,
+    /// While replaying many frames at once: only histories are updated per frame, the
+    /// table and selection once at the end.
+    bulk: bool,
     now: Instant,
     /// Successful polls so far.
     polls: u64,
@@ -356,6 +359,7 @@ impl App {
             filter_editing: false,
             overview_back: View::Sites,
             targets_summary: None,
+            bulk: false,
             now,
             polls: 0,
             refresh: DEFAULT_REFRESH,
@@ -1201,7 +1205,7 @@ impl App {
         let seq = self.polls;
 
         // While paused, what is shown (and so selected) does not change.
-        let keys = self.paused.is_none().then(|| self.selection_keys());
+        let keys = (self.paused.is_none() && !self.bulk).then(|| self.selection_keys());
         let mut rows = snapshot.sites.clone();
         rows.sort_by(|a, b| {
             b.live

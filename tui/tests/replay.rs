@@ -136,6 +136,16 @@ fn a_recording_replays_with_a_time_cursor() {
     // Clamped at both ends.
     assert_eq!(app.step_frame(-10), Some(0));
     assert_eq!(app.site_history(LEAK).unwrap().len(), 1);
+    // One frame at a time forward gives what a rebuild gives.
+    for want in [1, 2, 3] {
+        assert_eq!(app.step_frame(1), Some(want));
+    }
+    let h: Vec<u64> = app.site_history(LEAK).unwrap().samples().collect();
+    assert_eq!(h, [10, 20, 30, 40]);
+    assert_eq!(
+        app.total_history().samples().collect::<Vec<_>>(),
+        [11, 21, 31, 41]
+    );
     assert_eq!(app.step_frame(10), Some(3));
     assert_eq!(app.site_history(LEAK).unwrap().samples().last(), Some(40));
 
@@ -265,4 +275,58 @@ fn a_saved_snapshot_opens_with_its_dump() {
     assert_eq!(again.snapshot, saved.snapshot);
     assert_eq!(again.dump, saved.dump);
     assert_eq!(again.target, "http://127.0.0.1:6060");
+}
+
+/// Cost of one step of the time cursor on a large recording (the state rebuilds its
+/// histories from up to 60 frames): 120 frames of 10k sites. Prints the numbers; run with
+/// `cargo test --release -p taskscope-tui --test replay -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_replay_step_on_10k_sites() {
+    let sites = 10_000u64;
+    let frames: Vec<taskscope_tui::state::ReplayFrame> = (0..120u64)
+        .map(|f| taskscope_tui::state::ReplayFrame {
+            at_unix_ms: T0_MS + f * 1000,
+            snapshot: Snapshot {
+                schema_version: SCHEMA_VERSION,
+                uptime_seconds: f as f64,
+                process: ProcessInfo {
+                    pid: 7,
+                    name: "big".into(),
+                },
+                sites: (0..sites)
+                    .map(|i| SiteRow {
+                        site: format!("crate-{}/src/module_{i}.rs:{}:5", i % 50, i % 997),
+                        live: (i * 7 + f) % 1000,
+                        spawned: i * 100 + f,
+                        ..SiteRow::default()
+                    })
+                    .collect(),
+                ..Snapshot::default()
+            },
+        })
+        .collect();
+    let t0 = Instant::now();
+    let mut app = App::new("big.jsonl.gz", t0);
+    let started = Instant::now();
+    app.load_frames(
+        "big.jsonl.gz",
+        "http://h:1",
+        taskscope_tui::state::ReplayKind::Recording,
+        frames,
+        None,
+    );
+    let load = started.elapsed();
+    let steps = 10;
+    let started = Instant::now();
+    for _ in 0..steps {
+        app.step_frame(-1);
+    }
+    let back = started.elapsed() / steps;
+    let started = Instant::now();
+    for _ in 0..steps {
+        app.step_frame(1);
+    }
+    let forward = started.elapsed() / steps;
+    println!("10k sites, 120 frames: open {load:?}, step back {back:?}, step forward {forward:?}");
 }

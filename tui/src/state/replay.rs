@@ -127,12 +127,23 @@ impl App {
     /// the new cursor. Does nothing without a replay.
     pub fn step_frame(&mut self, by: isize) -> Option<usize> {
         let replay = self.replay.as_mut()?;
-        let cursor = replay
-            .cursor
-            .saturating_add_signed(by)
-            .min(replay.frames.len() - 1);
-        if cursor != replay.cursor {
-            replay.cursor = cursor;
+        let from = replay.cursor;
+        let cursor = from.saturating_add_signed(by).min(replay.frames.len() - 1);
+        if cursor == from {
+            return Some(cursor);
+        }
+        replay.cursor = cursor;
+        if cursor == from + 1 && self.paused.is_none() {
+            // One frame on: applying it to what is shown gives what a rebuild would (the
+            // rings drop their oldest sample), for one frame's work instead of sixty.
+            let back = replay.frames[cursor]
+                .at_unix_ms
+                .saturating_sub(replay.frames[from].at_unix_ms);
+            let at = replay.anchor + Duration::from_millis(back);
+            replay.anchor = at;
+            let snapshot = replay.frames[cursor].snapshot.clone();
+            self.apply(Ok(snapshot), at);
+        } else {
             self.show_frame();
         }
         Some(cursor)
@@ -163,9 +174,12 @@ impl App {
         self.paused = None;
         self.live = super::Data::default();
         self.polls = 0;
+        self.bulk = true;
         for (at, snapshot) in frames {
             self.apply(Ok(snapshot), at);
         }
+        self.bulk = false;
+        self.rebuild_table();
         self.restore_selection(keys);
     }
 }
