@@ -590,8 +590,13 @@ fn replay_line(app: &App, replay: &Replay) -> Line<'static> {
     Line::from(spans)
 }
 
-/// `2026-12-04 08:00:03 UTC`.
+/// `2026-12-04 08:00:03 UTC`; a time past the year 9999 (only a damaged file has one) as
+/// its raw milliseconds.
 fn fmt_utc_datetime(unix_ms: u64) -> String {
+    const YEAR_10000_MS: u64 = 253_402_300_800_000;
+    if unix_ms >= YEAR_10000_MS {
+        return format!("{unix_ms} ms after 1970");
+    }
     let time = std::time::UNIX_EPOCH + Duration::from_millis(unix_ms);
     let text = humantime::format_rfc3339_seconds(time).to_string();
     format!("{} UTC", text.trim_end_matches('Z').replacen('T', " ", 1))
@@ -2297,6 +2302,23 @@ fn render_table_rows<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_from_files_never_panic() {
+        assert_eq!(
+            fmt_utc_datetime(1_700_000_000_000),
+            "2023-11-14 22:13:20 UTC"
+        );
+        assert_eq!(fmt_utc_datetime(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            fmt_utc_datetime(253_402_300_799_000),
+            "9999-12-31 23:59:59 UTC"
+        );
+        assert_eq!(
+            fmt_utc_datetime(u64::MAX),
+            "18446744073709551615 ms after 1970"
+        );
+    }
 
     #[test]
     fn sparkline_scales_and_pads() {

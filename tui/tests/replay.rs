@@ -330,3 +330,27 @@ fn measure_replay_step_on_10k_sites() {
     let forward = started.elapsed() / steps;
     println!("10k sites, 120 frames: open {load:?}, step back {back:?}, step forward {forward:?}");
 }
+
+#[test]
+fn hostile_frame_times_never_panic() {
+    let dir = scratch("hostile");
+    let path = dir.join("times.jsonl.gz");
+    let mut rec = Recorder::create(&path, "h:1", 1000, RecordingLimits::default()).unwrap();
+    for at in [u64::MAX, 0, u64::MAX, 5, 3] {
+        rec.push(at, &snapshot(7, at % 100)).unwrap();
+    }
+    rec.finish().unwrap();
+    let t0 = Instant::now();
+    let mut app =
+        app_for_file("times.jsonl.gz", files::open(&path).unwrap(), t0).with_no_color(true);
+    for by in [-1, -1, 1, 1, -4, 1, 1, 1, 1, 1] {
+        app.step_frame(by);
+        let lines = screen(&app, 110, 20);
+        assert!(inner(&lines[1]).starts_with("REPLAY frame "), "{lines:#?}");
+    }
+    app.step_frame(-4);
+    assert_eq!(
+        inner(&screen(&app, 110, 20)[1]),
+        "REPLAY frame 1/5 at 18446744073709551615 ms after 1970   File: times.jsonl.gz   From: h:1"
+    );
+}

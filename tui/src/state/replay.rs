@@ -139,7 +139,11 @@ impl App {
             let back = replay.frames[cursor]
                 .at_unix_ms
                 .saturating_sub(replay.frames[from].at_unix_ms);
-            let at = replay.anchor + Duration::from_millis(back);
+            // Times come from a file: a gap too large for an Instant stays at the anchor.
+            let at = replay
+                .anchor
+                .checked_add(Duration::from_millis(back))
+                .unwrap_or(replay.anchor);
             replay.anchor = at;
             let snapshot = replay.frames[cursor].snapshot.clone();
             self.apply(Ok(snapshot), at);
