@@ -3,7 +3,7 @@
 //! The event loop never calls the HTTP client itself: it asks a [`Source`] for the next
 //! snapshot on every refresh tick, and for a task dump or a baseline when the user wants
 //! one. Each source says up front which of those it can do ([`Capabilities`]); the state
-//! checks them before asking, so a view says "unavailable for this source: <why>" instead
+//! checks them before asking, so a view says `unavailable for this source: <why>` instead
 //! of failing.
 //!
 //! Sources here: [`HttpSource`] (a live exporter).
