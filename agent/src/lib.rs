@@ -438,7 +438,7 @@ impl Agent {
 
     /// Reads a snapshot, with the per-task list if `options` asks for it.
     pub fn snapshot_with(&self, options: &SnapshotOptions) -> model::Snapshot {
-        snapshot::take(&self.inner, self.runtime.get(), options)
+        snapshot::take(&self.inner, &self.runtime, options)
     }
 }
 

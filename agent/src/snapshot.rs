@@ -23,7 +23,7 @@ pub struct SnapshotOptions {
 
 pub(crate) fn take(
     inner: &Inner,
-    runtime: Option<&tokio::runtime::Handle>,
+    runtime: &std::sync::OnceLock<tokio::runtime::Handle>,
     options: &SnapshotOptions,
 ) -> Snapshot {
     let secs = inner.clock.calibrate();
@@ -33,6 +33,10 @@ pub(crate) fn take(
     let probe = inner.starvation.probe_site();
     all.retain(|(_, t)| Some(t.site) != probe);
     let (sites, mut findings) = site_rows(inner, &all, &running, &secs);
+    // The runtime's handle is stored before the first poll is counted, so reading it after
+    // the counters means a snapshot with polls always has the runtime's facts (read before,
+    // a snapshot taken during the first polls could show polls and no runtime).
+    let runtime = runtime.get();
     let starvation = starvation::read(inner, runtime, &secs);
     findings.extend(starvation.findings.iter().cloned());
     let (locks, lock_findings) = crate::locks::read(inner, &running, &secs);

@@ -108,7 +108,10 @@ fn two_runtimes_are_served_apart() {
         body.contains("taskscope_runtime_workers{runtime=\"io\"} 1"),
         "{body}"
     );
-    assert!(body.contains("taskscope_runtime_workers{runtime=\"web\"} 1"));
+    assert!(
+        body.contains("taskscope_runtime_workers{runtime=\"web\"} 1"),
+        "{body}"
+    );
 
     // JSON: the first runtime by default, the other by name; both listed.
     let (status, json) = get(addr, "/debug/taskscope/snapshot");
