@@ -1200,13 +1200,19 @@ impl App {
         self.clamp_findings();
     }
 
-    fn record(&mut self, snapshot: Snapshot) {
+    fn record(&mut self, mut snapshot: Snapshot) {
         self.polls += 1;
         let seq = self.polls;
 
         // While paused, what is shown (and so selected) does not change.
         let keys = (self.paused.is_none() && !self.bulk).then(|| self.selection_keys());
-        let mut rows = snapshot.sites.clone();
+        // A frame replayed only for the histories (see `bulk`) is never shown: its rows
+        // can be taken rather than copied.
+        let mut rows = if self.bulk {
+            std::mem::take(&mut snapshot.sites)
+        } else {
+            snapshot.sites.clone()
+        };
         rows.sort_by(|a, b| {
             b.live
                 .cmp(&a.live)

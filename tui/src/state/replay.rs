@@ -162,28 +162,45 @@ impl App {
         };
         let anchor = self.now;
         replay.anchor = anchor;
-        let cursor_ms = replay.frames[replay.cursor].at_unix_ms;
-        let from = replay.cursor.saturating_sub(HISTORY_LEN - 1);
-        let frames: Vec<(Instant, Snapshot)> = replay.frames[from..=replay.cursor]
-            .iter()
-            .map(|f| {
-                let back = Duration::from_millis(cursor_ms.saturating_sub(f.at_unix_ms));
-                (
-                    anchor.checked_sub(back).unwrap_or(anchor),
-                    f.snapshot.clone(),
-                )
-            })
-            .collect();
+        let cursor = replay.cursor;
+        let cursor_ms = replay.frames[cursor].at_unix_ms;
+        let from = cursor.saturating_sub(HISTORY_LEN - 1);
         let keys = self.selection_keys();
         self.paused = None;
         self.live = super::Data::default();
         self.polls = 0;
-        self.bulk = true;
-        for (at, snapshot) in frames {
+        for i in from..=cursor {
+            let Some(replay) = self.replay.as_ref() else {
+                break;
+            };
+            let frame = &replay.frames[i];
+            let back = Duration::from_millis(cursor_ms.saturating_sub(frame.at_unix_ms));
+            let at = anchor.checked_sub(back).unwrap_or(anchor);
+            // Frames before the cursor only feed the histories: what those read (sites,
+            // process, uptime) is copied, and the table is built once, at the cursor.
+            let last = i == cursor;
+            let snapshot = if last {
+                frame.snapshot.clone()
+            } else {
+                history_part(&frame.snapshot)
+            };
+            self.bulk = !last;
             self.apply(Ok(snapshot), at);
         }
         self.bulk = false;
-        self.rebuild_table();
         self.restore_selection(keys);
+    }
+}
+
+/// The part of `snapshot` that histories, restarts and the spawn rate are computed from.
+fn history_part(snapshot: &Snapshot) -> Snapshot {
+    Snapshot {
+        schema_version: snapshot.schema_version,
+        taken_at_unix_ms: snapshot.taken_at_unix_ms,
+        uptime_seconds: snapshot.uptime_seconds,
+        process: snapshot.process.clone(),
+        agent: snapshot.agent.clone(),
+        sites: snapshot.sites.clone(),
+        ..Snapshot::default()
     }
 }
