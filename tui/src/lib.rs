@@ -40,6 +40,7 @@ use anyhow::Context as _;
 use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use futures::StreamExt as _;
 use ratatui::DefaultTerminal;
+use ratatui::layout::Rect;
 use taskscope::model::{Dump, Snapshot};
 
 use crate::client::{FETCH_TIMEOUT, FetchError};
@@ -460,7 +461,7 @@ async fn event_loop(
                         break Ok(());
                     }
                 }
-                Some(Ok(Event::Mouse(mouse))) => handle_mouse(wb.app_mut(), mouse),
+                Some(Ok(Event::Mouse(mouse))) => handle_mouse(wb.app_mut(), mouse, area),
                 // Resize (and anything else): just redraw.
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
@@ -602,12 +603,19 @@ enum Flow {
 const WHEEL_ROWS: usize = 3;
 
 /// The mouse wheel scrolls what the arrows move: the selection of the table shown, the
-/// detail view, the help overlay. Clicks are left to the keys.
-fn handle_mouse(app: &mut App, mouse: crossterm::event::MouseEvent) {
-    use crossterm::event::MouseEventKind;
+/// detail view, the help overlay. A left click on a table row selects it (the view being
+/// drawn in `area`).
+fn handle_mouse(app: &mut App, mouse: crossterm::event::MouseEvent, area: Rect) {
+    use crossterm::event::{MouseButton, MouseEventKind};
     let nav = match mouse.kind {
         MouseEventKind::ScrollUp => Nav::Up,
         MouseEventKind::ScrollDown => Nav::Down,
+        MouseEventKind::Down(MouseButton::Left) if !app.help_shown() => {
+            if let Some(index) = view::table_row_at(area, app, mouse.column, mouse.row) {
+                app.select_index(index);
+            }
+            return;
+        }
         _ => return,
     };
     for _ in 0..WHEEL_ROWS {
@@ -1311,30 +1319,33 @@ mod tests {
             }),
             t0,
         );
-        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown));
+        let area = Rect::new(0, 0, 100, 40);
+        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown), area);
         assert_eq!(app.selected(), 3);
-        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown));
-        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown));
-        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown));
+        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown), area);
+        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown), area);
+        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown), area);
         assert_eq!(app.selected(), 9, "clamped");
-        handle_mouse(&mut app, wheel(MouseEventKind::ScrollUp));
+        handle_mouse(&mut app, wheel(MouseEventKind::ScrollUp), area);
         assert_eq!(app.selected(), 6);
-        // Clicks and moves do nothing.
+        // Moves and right clicks do nothing.
+        handle_mouse(&mut app, wheel(MouseEventKind::Moved), area);
         handle_mouse(
             &mut app,
-            wheel(MouseEventKind::Down(crossterm::event::MouseButton::Left)),
+            wheel(MouseEventKind::Down(crossterm::event::MouseButton::Right)),
+            area,
         );
         assert_eq!(app.selected(), 6);
         // The help overlay scrolls instead of the table.
         app.toggle_help();
         app.set_help_viewport(5, 30);
-        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown));
+        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown), area);
         assert_eq!((app.help_scroll(), app.selected()), (3, 6));
         app.close_help();
         // The detail view scrolls its content.
         app.open_detail();
         app.set_detail_viewport(5, 40);
-        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown));
+        handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown), area);
         assert_eq!(app.detail().unwrap().scroll(), 3);
     }
 

@@ -1160,6 +1160,26 @@ impl App {
         self.clamp();
     }
 
+    /// Selects row `index` of the table shown (sites, locks or findings; e.g. clicked),
+    /// clamped; does nothing in the other views.
+    pub fn select_index(&mut self, index: usize) {
+        match self.view {
+            View::Sites => {
+                self.selected = index;
+                self.clamp();
+            }
+            View::Locks => {
+                self.lock_selected = index;
+                self.clamp_locks();
+            }
+            View::Findings => {
+                self.finding_selected = index;
+                self.clamp_findings();
+            }
+            View::Detail | View::Overview => {}
+        }
+    }
+
     fn clamp(&mut self) {
         let n = self.rows().len();
         (self.selected, self.offset) = clamped(self.selected, self.offset, self.viewport_rows, n);

@@ -60,6 +60,7 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ("", "R", "start/stop recording to a file"),
     ("", "← → or [ ]", "in a recording: a frame back / forward"),
     ("", "mouse wheel", "scroll the table, detail or this help"),
+    ("", "mouse click", "select the table row clicked"),
     ("", "Ctrl-C", "quit from any view"),
     ("Sites", "q / Esc", "quit"),
     ("", "↑/↓ PgUp/PgDn Home/End", "select a site (also j/k g/G)"),
@@ -413,6 +414,35 @@ fn filter_prompt(app: &App) -> Line<'static> {
         Span::styled("▏", theme.fg(Color::Yellow)),
         Span::styled("  Enter keep  Esc clear  (site contains)", theme.dim()),
     ])
+}
+
+/// Index of the row of the table shown (sites, locks or findings) at the screen cell
+/// `(column, row)` when the view is drawn in `area`; `None` off the table's body or past
+/// its last row (for mouse clicks).
+pub fn table_row_at(area: Rect, app: &App, column: u16, row: u16) -> Option<usize> {
+    let (table, offset, len) = match app.view() {
+        View::Sites => (layout(area, app)[2], app.offset(), app.rows().len()),
+        View::Locks => (
+            locks_layout(area, app)[1],
+            app.lock_offset(),
+            app.locks().len(),
+        ),
+        View::Findings => (
+            findings_layout(area, app)[1],
+            app.finding_offset(),
+            app.findings().len(),
+        ),
+        View::Detail | View::Overview => return None,
+    };
+    // Inside the borders, below the column titles.
+    let body_top = table.y.saturating_add(2);
+    let body_end = (table.y + table.height).saturating_sub(1);
+    let inside = column > table.x && column < (table.x + table.width).saturating_sub(1);
+    if !inside || row < body_top || row >= body_end {
+        return None;
+    }
+    let index = offset + usize::from(row - body_top);
+    (index < len).then_some(index)
 }
 
 /// How many site rows fit in the table when the screen is `area` (for paging).

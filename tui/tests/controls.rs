@@ -80,6 +80,7 @@ const HELP_TEXT: &[&str] = &[
     "          R                       start/stop recording to a file",
     "          ← → or [ ]              in a recording: a frame back / forward",
     "          mouse wheel             scroll the table, detail or this help",
+    "          mouse click             select the table row clicked",
     "          Ctrl-C                  quit from any view",
     "Sites     q / Esc                 quit",
     "          ↑/↓ PgUp/PgDn Home/End  select a site (also j/k g/G)",

@@ -322,3 +322,38 @@ fn slash_filters_the_sites_by_text() {
     assert_eq!(app.detail().unwrap().site(), LEAK);
     assert_eq!(app.filter(), "");
 }
+
+#[test]
+fn a_click_on_a_table_row_selects_it() {
+    let t0 = Instant::now();
+    let mut app = app(t0);
+    let area = ratatui::layout::Rect::new(0, 0, 120, 24);
+    let lines = screen(&app, 120, 24);
+    let y = |needle: &str| {
+        u16::try_from(lines.iter().position(|l| l.contains(needle)).unwrap()).unwrap()
+    };
+    let main = y(MAIN);
+    assert_eq!(view::table_row_at(area, &app, 5, main), Some(2));
+    app.select_index(2);
+    assert_eq!(app.rows()[app.selected()].site, MAIN);
+    // The column titles, the borders and the blank rows below the last site are not rows.
+    let titles = y("Completed");
+    assert_eq!(view::table_row_at(area, &app, 5, titles), None);
+    assert_eq!(view::table_row_at(area, &app, 0, main), None);
+    assert_eq!(view::table_row_at(area, &app, 119, main), None);
+    assert_eq!(view::table_row_at(area, &app, 5, main + 1), None);
+    // In the findings view, its own table: the third finding's row selects it.
+    app.open_findings();
+    let lines = screen(&app, 120, 24);
+    let third = lines.iter().position(|l| l.contains("axum-0.8.9")).unwrap();
+    assert_eq!(
+        view::table_row_at(area, &app, 5, u16::try_from(third).unwrap()),
+        Some(2),
+        "{lines:#?}"
+    );
+    app.select_index(2);
+    assert_eq!(app.selected_finding().unwrap().summary, "axum grows");
+    // Nothing to click in the overview.
+    app.open_overview();
+    assert_eq!(view::table_row_at(area, &app, 5, 6), None);
+}
