@@ -13,7 +13,9 @@
 //!
 //! - `bare`: the service alone;
 //! - `taskscope`: `taskscope::install` on the builder and the exporter on a loopback port,
-//!   scraped (`GET /metrics`) once a second during the run, as a monitored service is.
+//!   scraped (`GET /metrics`) once a second during the run, as a monitored service is;
+//! - `dial9` (feature `bench-dial9`): dial9 0.5.7 recording to rotating files, task tracking
+//!   on, as in `agent/benches/peers.rs`.
 //!
 //! Load: `wrk` (Debian package `wrk`) with 1 thread and C connections for D seconds after a
 //! 1 s warm-up, `--latency` for the percentiles; without wrk on the PATH, or with
@@ -30,15 +32,22 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use taskscope_bench::{child_command, median, peak_rss_kib, quick};
+use taskscope_bench::{child_command, cpu_time, median, peak_rss_kib, quick};
 
-/// The variants, in the order of the first round.
-const VARIANTS: &[&str] = &["bare", "taskscope"];
+/// Requests the service answered (warm-up included).
+static SERVED: AtomicU64 = AtomicU64::new(0);
+
+/// The variants, in the order of the first round (`dial9` with feature `bench-dial9`).
+const VARIANTS: &[&str] = if cfg!(feature = "bench-dial9") {
+    &["bare", "taskscope", "dial9"]
+} else {
+    &["bare", "taskscope"]
+};
 
 /// A little CPU work: FNV-1a over `len` bytes derived from `seed`.
 fn hash(seed: u64, len: usize) -> u64 {
@@ -50,6 +59,7 @@ fn hash(seed: u64, len: usize) -> u64 {
 }
 
 async fn work() -> String {
+    SERVED.fetch_add(1, Ordering::Relaxed);
     let a = tokio::spawn(async {
         tokio::task::yield_now().await;
         hash(1, 256)
@@ -70,8 +80,18 @@ fn child(variant: &str) {
     let agent = match variant {
         "bare" => None,
         "taskscope" => Some(taskscope::install(&mut builder)),
+        #[cfg(feature = "bench-dial9")]
+        "dial9" => None,
         other => panic!("unknown variant {other}"),
     };
+    #[cfg(feature = "bench-dial9")]
+    let (rt, dial9) = if variant == "dial9" {
+        let (rt, d) = dial9_peer::runtime(builder);
+        (rt, Some(d))
+    } else {
+        (builder.build().expect("runtime"), None)
+    };
+    #[cfg(not(feature = "bench-dial9"))]
     let rt = builder.build().expect("runtime");
     let exporter = agent.as_ref().map(|a| {
         taskscope_exporter::Exporter::new(a.clone())
@@ -96,9 +116,62 @@ fn child(variant: &str) {
     let seen = agent.map_or(0, |a| {
         a.snapshot().sites.iter().map(|s| s.spawned).sum::<u64>()
     });
-    println!("{seen} {}", peak_rss_kib());
+    // CPU per request is steadier than throughput on a loaded machine: other processes
+    // take CPU away from the service, they do not make its requests cost more.
+    println!(
+        "{seen} {} {} {}",
+        peak_rss_kib(),
+        SERVED.load(Ordering::Relaxed),
+        cpu_time().as_nanos()
+    );
     drop(exporter);
     rt.shutdown_timeout(Duration::from_secs(1));
+    #[cfg(feature = "bench-dial9")]
+    if let Some(d) = dial9 {
+        dial9_peer::finish(d);
+    }
+}
+
+/// dial9 (feature `bench-dial9`) as in `agent/benches/peers.rs`: its production example's
+/// setup (rotating trace files on disk, 64 MiB each, 256 MiB in all), task tracking on.
+#[cfg(feature = "bench-dial9")]
+mod dial9_peer {
+    use dial9::{Dial9HandleTokioExt, DiskBuffer, TokioAttachOptions};
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    /// The recorder and where it writes.
+    pub struct Dial9 {
+        recorder: dial9::Recorder,
+        dir: PathBuf,
+    }
+
+    pub fn runtime(builder: tokio::runtime::Builder) -> (tokio::runtime::Runtime, Dial9) {
+        let dir = std::env::temp_dir().join(format!("taskscope-http-dial9-{}", std::process::id()));
+        let writer = DiskBuffer::builder()
+            .base_path(&dir)
+            .max_file_size(64 << 20)
+            .max_total_size(256 << 20)
+            .build()
+            .expect("dial9 trace files");
+        let recorder = dial9::recorder(writer).build();
+        let rt = recorder
+            .handle()
+            .attach_tokio_runtime(
+                builder,
+                TokioAttachOptions::builder()
+                    .task_tracking_enabled(true)
+                    .build(),
+            )
+            .expect("dial9 runtime");
+        (rt, Dial9 { recorder, dir })
+    }
+
+    /// Flushes the recorder and removes its files.
+    pub fn finish(d: Dial9) {
+        d.recorder.graceful_shutdown(Duration::from_secs(10));
+        let _ = std::fs::remove_dir_all(&d.dir);
+    }
 }
 
 /// What one load run measured.
@@ -107,6 +180,8 @@ struct Load {
     rps: f64,
     p50_us: f64,
     p99_us: f64,
+    /// The service's CPU time over all requests it served, warm-up included (µs).
+    cpu_us_per_req: f64,
 }
 
 /// wrk's latency figure ("1.23ms", "870.00us", "1.02s") in microseconds.
@@ -148,6 +223,7 @@ fn run_wrk(url: &str, connections: usize, secs: u64) -> Load {
         rps: field("Requests/sec:").parse().expect("Requests/sec"),
         p50_us: wrk_micros(&field("50%")).expect("50%"),
         p99_us: wrk_micros(&field("99%")).expect("99%"),
+        cpu_us_per_req: f64::NAN,
     }
 }
 
@@ -211,6 +287,7 @@ fn run_builtin(addr: SocketAddr, connections: usize, secs: u64) -> Load {
         rps: all.len() as f64 / took,
         p50_us: at(0.50).copied().unwrap_or(0) as f64,
         p99_us: at(0.99).copied().unwrap_or(0) as f64,
+        cpu_us_per_req: f64::NAN,
     }
 }
 
@@ -244,7 +321,7 @@ fn start(variant: &str) -> Service {
 }
 
 /// Closes the child's stdin and returns its closing line: (tasks the agent saw, peak RSS KiB).
-fn stop(mut service: Service) -> (u64, u64) {
+fn stop(mut service: Service) -> (u64, u64, u64, u64) {
     drop(service.child.stdin.take());
     let mut rest = String::new();
     service
@@ -260,7 +337,10 @@ fn stop(mut service: Service) -> (u64, u64) {
         .split_whitespace()
         .map(|x| x.parse().expect("child output"))
         .collect();
-    (xs[0], xs[1])
+    match xs[..] {
+        [seen, rss, served, cpu_ns] => (seen, rss, served, cpu_ns),
+        _ => panic!("service output: {rest}"),
+    }
 }
 
 fn main() {
@@ -334,7 +414,9 @@ fn main() {
             if let Some(s) = scraper {
                 scrapes += s.join().expect("scraper");
             }
-            let (seen, _rss) = stop(service);
+            let (seen, _rss, served, cpu_ns) = stop(service);
+            let mut l = l;
+            l.cpu_us_per_req = cpu_ns as f64 / 1e3 / served.max(1) as f64;
             if VARIANTS[v] == "taskscope" {
                 assert!(seen > 0, "the agent saw no tasks");
             }
@@ -342,39 +424,48 @@ fn main() {
         }
     }
     let med = |v: usize, f: fn(&Load) -> f64| median(samples[v].iter().map(f).collect());
-    let (base_rps, base_p50, base_p99) = (
+    let (base_rps, base_p50, base_p99, base_cpu) = (
         med(0, |l| l.rps),
         med(0, |l| l.p50_us),
         med(0, |l| l.p99_us),
+        med(0, |l| l.cpu_us_per_req),
     );
     println!(
-        "{:<10} {:>10} {:>7} {:>10} {:>7} {:>10} {:>7}",
-        "variant", "req/s", "ratio", "p50", "ratio", "p99", "ratio"
+        "{:<10} {:>10} {:>7} {:>10} {:>7} {:>10} {:>7} {:>9} {:>7}",
+        "variant", "req/s", "ratio", "p50", "ratio", "p99", "ratio", "CPU/req", "ratio"
     );
     for (v, name) in VARIANTS.iter().enumerate() {
-        let (rps, p50, p99) = (
+        let (rps, p50, p99, cpu) = (
             med(v, |l| l.rps),
             med(v, |l| l.p50_us),
             med(v, |l| l.p99_us),
+            med(v, |l| l.cpu_us_per_req),
         );
         println!(
-            "{:<10} {:>10.0} {:>6.3}x {:>8.0}us {:>6.3}x {:>8.0}us {:>6.3}x",
+            "{:<10} {:>10.0} {:>6.3}x {:>8.0}us {:>6.3}x {:>8.0}us {:>6.3}x {:>7.1}us {:>6.3}x",
             name,
             rps,
             rps / base_rps,
             p50,
             p50 / base_p50,
             p99,
-            p99 / base_p99
+            p99 / base_p99,
+            cpu,
+            cpu / base_cpu
         );
     }
     for (v, name) in VARIANTS.iter().enumerate() {
         let xs: Vec<String> = samples[v]
             .iter()
-            .map(|l| format!("{:.0}/{:.0}/{:.0}", l.rps, l.p50_us, l.p99_us))
+            .map(|l| {
+                format!(
+                    "{:.0}/{:.0}/{:.0}/{:.1}",
+                    l.rps, l.p50_us, l.p99_us, l.cpu_us_per_req
+                )
+            })
             .collect();
         println!(
-            "  {name} rounds (req/s / p50 us / p99 us): {}",
+            "  {name} rounds (req/s / p50 us / p99 us / CPU us per request): {}",
             xs.join(" ")
         );
     }
@@ -391,10 +482,12 @@ fn main() {
             )
         };
         println!(
-            "  {name} / bare, median of per-round ratios: req/s {:.3}x, p50 {:.3}x, p99 {:.3}x",
+            "  {name} / bare, median of per-round ratios: req/s {:.3}x, p50 {:.3}x, p99 {:.3}x, \
+             CPU per request {:.3}x",
             paired(|l| l.rps),
             paired(|l| l.p50_us),
-            paired(|l| l.p99_us)
+            paired(|l| l.p99_us),
+            paired(|l| l.cpu_us_per_req)
         );
     }
     println!("  /metrics scrapes during the taskscope runs: {scrapes}");

@@ -103,6 +103,18 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<Fetched, String> {
     })
 }
 
+/// CPU time (user + system) of the whole process so far.
+pub fn cpu_time() -> Duration {
+    // Safety: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 /// Peak resident set size of this process, KiB (0 when /proc cannot be read).
 pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
