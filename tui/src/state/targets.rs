@@ -17,6 +17,10 @@ pub struct Workbench {
 impl Workbench {
     /// Watches `targets` (at least one, at most [`MAX_TARGETS`]: extra ones are dropped),
     /// showing the first.
+    ///
+    /// # Panics
+    ///
+    /// When `targets` is empty (the runners refuse an empty target list before this).
     pub fn new(mut targets: Vec<App>) -> Self {
         targets.truncate(MAX_TARGETS);
         assert!(!targets.is_empty(), "a workbench needs a target");
