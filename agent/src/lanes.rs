@@ -323,8 +323,15 @@ impl Lanes {
     #[inline]
     fn own_lane(self: &Arc<Self>, claim: bool) -> Option<usize> {
         let (last, idx) = LAST.get();
-        if last == self.id && idx != 0 {
-            return Some(idx - 1);
+        if last == self.id {
+            if idx != 0 {
+                return Some(idx - 1);
+            }
+            // Known to hold no lane (e.g. the thread in `block_on` spawning a storm):
+            // spawns and terminates go to the fallback lane without the slow lookup.
+            if !claim {
+                return None;
+            }
         }
         self.own_lane_slow(claim)
     }
@@ -348,9 +355,11 @@ impl Lanes {
                 }
             })
             .ok()
-            .flatten()?;
-        let _ = LAST.try_with(|c| c.set((self.id, idx + 1)));
-        Some(idx)
+            .flatten();
+        // Remember the answer, "none" included (index 0), until the thread claims a lane
+        // or uses another agent's lanes.
+        let _ = LAST.try_with(|c| c.set((self.id, idx.map_or(0, |i| i + 1))));
+        idx
     }
 
     #[cold]
