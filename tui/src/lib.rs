@@ -143,6 +143,48 @@ pub fn run_many(urls: &[String], refresh: Duration) -> anyhow::Result<()> {
     run_sources(sources, refresh)
 }
 
+/// Largest targets file read (see [`read_targets_file`]).
+pub const MAX_TARGETS_FILE_BYTES: u64 = 64 * 1024;
+
+/// The targets listed in a file (`taskscope --targets FILE`): one exporter URL per line;
+/// blank lines and `#` comments are skipped. Each URL is checked as on the command line;
+/// errors name the file and the line. At most [`MAX_TARGETS`] targets and
+/// [`MAX_TARGETS_FILE_BYTES`] bytes.
+pub fn read_targets_file(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    use std::io::Read as _;
+    let name = path.display();
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {name}"))?;
+    let mut text = String::new();
+    file.take(MAX_TARGETS_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read {name} as text"))?;
+    anyhow::ensure!(
+        text.len() as u64 <= MAX_TARGETS_FILE_BYTES,
+        "{name} is larger than {MAX_TARGETS_FILE_BYTES} bytes: not a targets file"
+    );
+    let mut urls = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        anyhow::ensure!(
+            !line.chars().any(char::is_control),
+            "{name} line {}: control characters in {line:?}: not a URL",
+            n + 1
+        );
+        normalize_url(line).with_context(|| format!("{name} line {}", n + 1))?;
+        urls.push(line.to_string());
+    }
+    anyhow::ensure!(!urls.is_empty(), "{name} lists no target");
+    anyhow::ensure!(
+        urls.len() <= MAX_TARGETS,
+        "{name} lists {} targets; taskscope watches at most {MAX_TARGETS} at once",
+        urls.len()
+    );
+    Ok(urls)
+}
+
 /// Runs the TUI on `source` until the user quits, fetching every `refresh`; see
 /// [`source`] for what a source is. Like [`run`], it builds its own current-thread
 /// runtime (on a helper thread when called from inside a runtime), and the terminal is
@@ -1441,6 +1483,68 @@ mod tests {
             app.notice(),
             Some("nothing to record: this is a file, not a live target")
         );
+    }
+
+    #[test]
+    fn targets_files_list_urls_and_say_which_line_is_wrong() {
+        let dir = std::env::temp_dir().join(format!("taskscope-targets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let ok = write(
+            "ok.txt",
+            "# production\n127.0.0.1:6060\n\n  http://10.0.0.2:6060  # worker\n",
+        );
+        assert_eq!(
+            read_targets_file(&ok).unwrap(),
+            ["127.0.0.1:6060", "http://10.0.0.2:6060"]
+        );
+        let bad = write("bad.txt", "h:1\nftp://h:2\n");
+        assert_eq!(
+            format!("{:#}", read_targets_file(&bad).unwrap_err()),
+            format!(
+                "{} line 2: unsupported scheme \"ftp\" in \"ftp://h:2\": taskscope talks plain http to the exporter",
+                bad.display()
+            )
+        );
+        let empty = write("empty.txt", "# nothing yet\n");
+        assert_eq!(
+            read_targets_file(&empty).unwrap_err().to_string(),
+            format!("{} lists no target", empty.display())
+        );
+        let many = write("many.txt", &"h:1\n".repeat(MAX_TARGETS + 1));
+        assert!(
+            read_targets_file(&many)
+                .unwrap_err()
+                .to_string()
+                .contains("at most 32")
+        );
+        let big = write("big.txt", &"#".repeat(MAX_TARGETS_FILE_BYTES as usize + 1));
+        assert!(
+            read_targets_file(&big)
+                .unwrap_err()
+                .to_string()
+                .contains("larger than")
+        );
+        let binary = write("bin.txt", "\u{0}\u{1}");
+        assert_eq!(
+            read_targets_file(&binary).unwrap_err().to_string(),
+            format!(
+                "{} line 1: control characters in \"\\0\\u{{1}}\": not a URL",
+                binary.display()
+            )
+        );
+        std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
+        assert!(
+            read_targets_file(&binary)
+                .unwrap_err()
+                .to_string()
+                .contains("as text")
+        );
+        assert!(read_targets_file(&dir.join("missing.txt")).is_err());
     }
 
     #[test]

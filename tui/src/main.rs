@@ -19,9 +19,13 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     /// Base URL of the service's exporter (the scheme may be omitted); several to watch
-    /// several services at once (Tab or 1-9 switch, the overview sums them).
-    #[arg(default_value = taskscope_tui::DEFAULT_URL, num_args = 1..)]
+    /// several services at once (Tab or 1-9 switch, the overview sums them)
+    /// [default: http://127.0.0.1:6060]
     urls: Vec<String>,
+
+    /// A file listing more targets, one URL per line (# comments and blank lines skipped).
+    #[arg(long, value_name = "FILE")]
+    targets: Option<std::path::PathBuf>,
 
     /// Milliseconds between snapshots (100 to 60000).
     #[arg(long, value_name = "MS", default_value_t = 1000,
@@ -199,13 +203,28 @@ fn main() -> ExitCode {
         Some(Command::Console(args)) => return printed("console", run_console(args)),
         None => {}
     }
-    match taskscope_tui::run_many(&cli.urls, Duration::from_millis(cli.refresh)) {
+    let result = targets(&cli)
+        .and_then(|urls| taskscope_tui::run_many(&urls, Duration::from_millis(cli.refresh)));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("taskscope: error: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+/// The targets to watch: those given, then those of --targets; the default one when
+/// neither gives any.
+fn targets(cli: &Cli) -> anyhow::Result<Vec<String>> {
+    let mut urls = cli.urls.clone();
+    if let Some(path) = &cli.targets {
+        urls.extend(taskscope_tui::read_targets_file(path)?);
+    }
+    if urls.is_empty() {
+        urls.push(taskscope_tui::DEFAULT_URL.to_string());
+    }
+    Ok(urls)
 }
 
 #[cfg(test)]
@@ -217,7 +236,8 @@ mod tests {
     fn cli_is_consistent() {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["taskscope"]).unwrap();
-        assert_eq!(cli.urls, ["http://127.0.0.1:6060"]);
+        assert!(cli.urls.is_empty());
+        assert_eq!(targets(&cli).unwrap(), ["http://127.0.0.1:6060"]);
         assert_eq!(cli.refresh, 1000);
         assert!(cli.command.is_none());
         let cli = Cli::try_parse_from(["taskscope", "127.0.0.1:7000", "--refresh", "250"]).unwrap();
@@ -232,6 +252,16 @@ mod tests {
                 .unwrap();
         assert_eq!((cli.urls.len(), cli.refresh), (3, 500));
         assert_eq!(cli.urls[2], "http://h:3");
+        // A targets file adds to them; alone, it replaces the default.
+        let file = std::env::temp_dir().join(format!("taskscope-cli-{}.txt", std::process::id()));
+        std::fs::write(&file, "h:8 # db\n").unwrap();
+        let path = file.to_str().unwrap();
+        let cli = Cli::try_parse_from(["taskscope", "h:1", "--targets", path]).unwrap();
+        assert_eq!(targets(&cli).unwrap(), ["h:1", "h:8"]);
+        let cli = Cli::try_parse_from(["taskscope", "--targets", path]).unwrap();
+        assert_eq!(targets(&cli).unwrap(), ["h:8"]);
+        std::fs::remove_file(&file).unwrap();
+        assert!(targets(&cli).is_err());
         assert!(cli.command.is_none());
         assert!(Cli::try_parse_from(["taskscope", "--refresh", "50"]).is_err());
     }
