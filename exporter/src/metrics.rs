@@ -1,521 +1,131 @@
-//! The Prometheus view of a snapshot: a [`Collector`] that reads the agent at scrape time.
+//! The Prometheus view of the agents: `/metrics` written straight from their snapshots.
 //!
-//! Nothing is kept between scrapes: each scrape takes a snapshot and fills fresh metric
-//! families from it, so the exporter holds no state that could drift from the agent's.
+//! Nothing is kept between scrapes: each scrape takes a snapshot per runtime and writes the
+//! exposition text from it in one pass, so the exporter holds no state that could drift
+//! from the agent's. The body is the one the `prometheus` crate used to produce (families
+//! sorted by name, series by label values, counters summed and gauges overwritten where a
+//! snapshot repeats a label set); the tests compare both on generated snapshots.
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::{self, Metric, MetricFamily};
-use prometheus::{
-    CounterVec, Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
-};
+#[path = "text_format.rs"]
+mod text_format;
+
+#[cfg(test)]
+#[path = "metrics_legacy.rs"]
+mod legacy;
+
+use std::collections::HashMap;
+
 use taskscope::Agent;
-use taskscope::model::{FindingKind, LONG_POLL_BOUNDS_SECONDS, LockKind, LockRow, Snapshot};
+use taskscope::model::{
+    CapUsage, DelayHistogram, FindingKind, LONG_POLL_BOUNDS_SECONDS, LockKind, LockRow,
+    RuntimeInfo, SiteRow, Snapshot,
+};
 
-/// Every metric the exporter serves. The README's metrics table documents the same set.
-struct Families {
-    tasks_live: IntGaugeVec,
-    tasks_spawned: IntCounterVec,
-    tasks_completed: IntCounterVec,
-    task_polls: IntCounterVec,
-    task_busy: CounterVec,
-    workers: IntGauge,
-    alive_tasks: IntGauge,
-    global_queue_depth: IntGauge,
-    worker_busy: CounterVec,
-    blocking_threads: IntGauge,
-    idle_blocking_threads: IntGauge,
-    blocking_queue_depth: IntGauge,
-    sites_tracked: IntGauge,
-    sites_capacity: IntGauge,
-    overflow_spawned: IntCounter,
-    untracked_terminations: IntCounter,
-    task_panics: IntCounterVec,
-    cap_capacity: IntGaugeVec,
-    cap_used: IntGaugeVec,
-    cap_dropped: IntCounterVec,
-    start_time: Gauge,
-    idle_over: IntGaugeVec,
-    idle_threshold: GaugeVec,
-    oldest_idle: GaugeVec,
-    live_trend: GaugeVec,
-    lost_waker: IntGaugeVec,
-    findings: IntGaugeVec,
-    blocked_workers: IntGauge,
-    longest_poll: Gauge,
-    blocked_threshold: Gauge,
-    worker_busy_ratio: GaugeVec,
-    worker_steals: IntCounterVec,
-    worker_parks: IntCounterVec,
-    cpu_quota: Gauge,
-    blocking_saturated: Gauge,
-    scheduling_delay_max: Gauge,
-    blocking_max: IntGauge,
-    first_poll_delay: GaugeVec,
-    lock_acquisitions: IntCounterVec,
-    lock_contended: IntCounterVec,
-    lock_holders: IntGaugeVec,
-    lock_waiters: IntGaugeVec,
-    lock_wait_share: GaugeVec,
-    lock_delay: CounterVec,
+use text_format::{
+    CONTENT_TYPE, MetricType, push_f64, push_header, push_i64, push_label, push_series, push_u64,
+};
+
+/// How series of one family that share a label set within one snapshot combine, and how
+/// the value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Integer counter: repeated label sets add up.
+    IntCounter,
+    /// Float counter: repeated label sets add up.
+    Counter,
+    /// Integer gauge: the last repeated label set wins.
+    IntGauge,
+    /// Integer gauge whose repeated label sets add up (findings of one kind at one site).
+    IntGaugeSum,
+    /// Float gauge: the last repeated label set wins.
+    Gauge,
+    /// Histogram: every series is written as it is.
+    Histogram,
 }
 
-fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help)
+impl Kind {
+    fn metric_type(self) -> MetricType {
+        match self {
+            Kind::IntCounter | Kind::Counter => MetricType::Counter,
+            Kind::IntGauge | Kind::IntGaugeSum | Kind::Gauge => MetricType::Gauge,
+            Kind::Histogram => MetricType::Histogram,
+        }
+    }
 }
 
-impl Families {
-    fn new() -> Self {
-        // Names and help strings are constants: failure here is a programming error caught
-        // by every test, never by input.
-        let site = &["site"];
-        Families {
-            tasks_live: IntGaugeVec::new(
-                opts("taskscope_tasks_live", "Tasks spawned at this site that have not finished."),
-                site,
-            )
-            .expect("valid metric"),
-            tasks_spawned: IntCounterVec::new(
-                opts("taskscope_tasks_spawned_total", "Tasks spawned at this site."),
-                site,
-            )
-            .expect("valid metric"),
-            tasks_completed: IntCounterVec::new(
-                opts(
-                    "taskscope_tasks_completed_total",
-                    "Tasks spawned at this site that finished (returned, panicked or were aborted).",
-                ),
-                site,
-            )
-            .expect("valid metric"),
-            task_polls: IntCounterVec::new(
-                opts("taskscope_task_polls_total", "Polls of tasks spawned at this site."),
-                site,
-            )
-            .expect("valid metric"),
-            task_busy: CounterVec::new(
-                opts(
-                    "taskscope_task_busy_seconds_total",
-                    "Seconds spent polling tasks spawned at this site.",
-                ),
-                site,
-            )
-            .expect("valid metric"),
-            workers: IntGauge::with_opts(opts(
-                "taskscope_runtime_workers",
-                "Worker threads of the tokio runtime (its GOMAXPROCS).",
-            ))
-            .expect("valid metric"),
-            alive_tasks: IntGauge::with_opts(opts(
-                "taskscope_runtime_alive_tasks",
-                "Tasks the tokio runtime counts as alive.",
-            ))
-            .expect("valid metric"),
-            global_queue_depth: IntGauge::with_opts(opts(
-                "taskscope_runtime_global_queue_depth",
-                "Tasks waiting in the runtime's global queue.",
-            ))
-            .expect("valid metric"),
-            worker_busy: CounterVec::new(
-                opts(
-                    "taskscope_runtime_worker_busy_seconds_total",
-                    "Seconds this worker spent busy polling tasks.",
-                ),
-                &["worker"],
-            )
-            .expect("valid metric"),
-            blocking_threads: IntGauge::with_opts(opts(
-                "taskscope_runtime_blocking_threads",
-                "Threads of the runtime's blocking pool, busy or idle.",
-            ))
-            .expect("valid metric"),
-            idle_blocking_threads: IntGauge::with_opts(opts(
-                "taskscope_runtime_blocking_idle_threads",
-                "Idle threads of the runtime's blocking pool.",
-            ))
-            .expect("valid metric"),
-            blocking_queue_depth: IntGauge::with_opts(opts(
-                "taskscope_runtime_blocking_queue_depth",
-                "Blocking jobs waiting for a thread of the blocking pool.",
-            ))
-            .expect("valid metric"),
-            sites_tracked: IntGauge::with_opts(opts(
-                "taskscope_sites_tracked",
-                "Distinct spawn sites the agent tracks.",
-            ))
-            .expect("valid metric"),
-            sites_capacity: IntGauge::with_opts(opts(
-                "taskscope_sites_capacity",
-                "Most spawn sites the agent tracks before counting tasks under site=\"(overflow)\".",
-            ))
-            .expect("valid metric"),
-            overflow_spawned: IntCounter::with_opts(opts(
-                "taskscope_sites_overflow_tasks_total",
-                "Tasks spawned at sites beyond the site cap.",
-            ))
-            .expect("valid metric"),
-            untracked_terminations: IntCounter::with_opts(opts(
-                "taskscope_untracked_terminations_total",
-                "Terminations without a spawn (spawn_blocking tasks, worker threads), kept out of site counts.",
-            ))
-            .expect("valid metric"),
-            task_panics: IntCounterVec::new(
-                opts(
-                    "taskscope_task_panics_total",
-                    "Panics inside tasks spawned at this site (through the process's panic hook).",
-                ),
-                site,
-            )
-            .expect("valid metric"),
-            cap_capacity: IntGaugeVec::new(
-                opts("taskscope_cap_capacity", "Size of one of the agent's capped tables."),
-                &["cap"],
-            )
-            .expect("valid metric"),
-            cap_used: IntGaugeVec::new(
-                opts("taskscope_cap_used", "Entries in use in one of the agent's capped tables."),
-                &["cap"],
-            )
-            .expect("valid metric"),
-            cap_dropped: IntCounterVec::new(
-                opts(
-                    "taskscope_cap_dropped_total",
-                    "What a capped table turned away: tasks (sites, lost_waker_tasks), locks (lock_classes), resources (tokio_resources).",
-                ),
-                &["cap"],
-            )
-            .expect("valid metric"),
-            start_time: Gauge::with_opts(opts(
-                "taskscope_agent_start_time_seconds",
-                "Unix time the agent started, in seconds.",
-            ))
-            .expect("valid metric"),
-            idle_over: IntGaugeVec::new(
-                opts(
-                    "taskscope_tasks_idle_over_threshold",
-                    "Live tasks spawned at this site not polled for longer than the site's idle threshold.",
-                ),
-                site,
-            )
-            .expect("valid metric"),
-            idle_threshold: GaugeVec::new(
-                opts(
-                    "taskscope_task_idle_threshold_seconds",
-                    "Idle time beyond which a task of this site counts as idle too long (fixed, or derived from the site's own waits).",
-                ),
-                site,
-            )
-            .expect("valid metric"),
-            oldest_idle: GaugeVec::new(
-                opts(
-                    "taskscope_task_oldest_idle_seconds",
-                    "Seconds since the longest-idle live task of this site was last polled.",
-                ),
-                site,
-            )
-            .expect("valid metric"),
-            live_trend: GaugeVec::new(
-                opts(
-                    "taskscope_tasks_live_trend_per_second",
-                    "Least-squares trend of this site's live count over the agent's growth window, tasks per second.",
-                ),
-                site,
-            )
-            .expect("valid metric"),
-            lost_waker: IntGaugeVec::new(
-                opts(
-                    "taskscope_tasks_lost_waker",
-                    "Live, idle tasks of this site that hold no waker: nothing can wake them (needs the lost-waker layer).",
-                ),
-                site,
-            )
-            .expect("valid metric"),
-            findings: IntGaugeVec::new(
-                opts(
-                    "taskscope_findings",
-                    "Active findings, valued by the tasks concerned; a series exists only while its finding holds.",
-                ),
-                &["kind", "severity", "site"],
-            )
-            .expect("valid metric"),
-            blocked_workers: IntGauge::with_opts(opts(
-                "taskscope_runtime_blocked_workers",
-                "Workers in one poll for longer than the agent's blocked threshold now.",
-            ))
-            .expect("valid metric"),
-            longest_poll: Gauge::with_opts(opts(
-                "taskscope_runtime_longest_poll_seconds",
-                "Duration so far of the longest poll in progress (0 when no worker is polling).",
-            ))
-            .expect("valid metric"),
-            blocked_threshold: Gauge::with_opts(opts(
-                "taskscope_runtime_blocked_threshold_seconds",
-                "Poll duration beyond which a worker counts as blocked.",
-            ))
-            .expect("valid metric"),
-            worker_busy_ratio: GaugeVec::new(
-                opts(
-                    "taskscope_runtime_worker_busy_ratio",
-                    "Share of the agent's last sampling interval this worker spent busy (0 to 1).",
-                ),
-                &["worker"],
-            )
-            .expect("valid metric"),
-            worker_steals: IntCounterVec::new(
-                opts(
-                    "taskscope_runtime_worker_steals_total",
-                    "Tasks this worker stole from other workers.",
-                ),
-                &["worker"],
-            )
-            .expect("valid metric"),
-            worker_parks: IntCounterVec::new(
-                opts(
-                    "taskscope_runtime_worker_parks_total",
-                    "Times this worker parked for lack of work.",
-                ),
-                &["worker"],
-            )
-            .expect("valid metric"),
-            cpu_quota: Gauge::with_opts(opts(
-                "taskscope_process_cpu_quota",
-                "CPUs the process may use: its cgroup CPU quota if set, else the CPUs it may run on.",
-            ))
-            .expect("valid metric"),
-            blocking_saturated: Gauge::with_opts(opts(
-                "taskscope_runtime_blocking_saturated_seconds",
-                "Seconds the blocking pool has had no idle thread and jobs waiting, without a break (0 when not).",
-            ))
-            .expect("valid metric"),
-            scheduling_delay_max: Gauge::with_opts(opts(
-                "taskscope_runtime_scheduling_delay_max_seconds",
-                "Largest scheduling delay of the agent's probe task over its last sampling interval, or the wait of a probe not yet polled.",
-            ))
-            .expect("valid metric"),
-            blocking_max: IntGauge::with_opts(opts(
-                "taskscope_runtime_blocking_max_threads",
-                "The runtime's max_blocking_threads, as the service told the agent (0 when it did not).",
-            ))
-            .expect("valid metric"),
-            first_poll_delay: GaugeVec::new(
-                opts(
-                    "taskscope_task_first_poll_delay_max_seconds",
-                    "Longest wait of a task spawned at this site from its spawn to its first poll (scheduling delay), since the agent started.",
-                ),
-                site,
-            )
-            .expect("valid metric"),
-            lock_acquisitions: IntCounterVec::new(
-                opts("taskscope_lock_acquisitions_total", "Acquisitions of locks of this identity (taskscope::sync)."),
-                &["lock", "kind"],
-            )
-            .expect("valid metric"),
-            lock_contended: IntCounterVec::new(
-                opts("taskscope_lock_contended_total", "Acquisitions of locks of this identity that had to wait."),
-                &["lock"],
-            )
-            .expect("valid metric"),
-            lock_holders: IntGaugeVec::new(
-                opts("taskscope_lock_holders", "Guards (or permit holders) of locks of this identity now."),
-                &["lock"],
-            )
-            .expect("valid metric"),
-            lock_waiters: IntGaugeVec::new(
-                opts("taskscope_lock_waiters", "Tasks waiting for locks of this identity now."),
-                &["lock"],
-            )
-            .expect("valid metric"),
-            lock_wait_share: GaugeVec::new(
-                opts("taskscope_lock_wait_share_ratio", "Seconds spent waiting for locks of this identity per second, over the last 10 s."),
-                &["lock"],
-            )
-            .expect("valid metric"),
-            lock_delay: CounterVec::new(
-                opts("taskscope_lock_delay_seconds_total", "Waiting time charged to the acquire site that held the lock meanwhile (Go's mutex profile)."),
-                &["lock", "holder_site"],
-            )
-            .expect("valid metric"),
-        }
-    }
+/// Where a family's series come from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// One series per site row.
+    Site(fn(&SiteRow) -> Value<'_>),
+    /// One series per site row: tasks of lost-waker findings at the site.
+    LostWaker,
+    /// One histogram per site row with every long-poll count.
+    PollDuration,
+    /// One series per finding.
+    Findings,
+    /// One series per snapshot, from the runtime's metrics (0 without them).
+    Runtime(fn(&RuntimeInfo) -> Value<'_>),
+    /// One series per worker.
+    Worker(fn(&RuntimeInfo, usize) -> Option<Value<'_>>),
+    /// The runtime's scheduling-delay histogram.
+    SchedulingDelay,
+    /// One series per snapshot.
+    Agent(fn(&Snapshot) -> Value<'_>),
+    /// One series per capped table.
+    Cap(fn(&CapUsage) -> Value<'_>),
+    /// One series per lock identity.
+    Lock(fn(&LockRow) -> Value<'_>),
+    /// One series per lock identity, labelled by its kind too.
+    LockAcquisitions,
+    /// One series per lock identity and holder site.
+    LockDelay,
+    /// One histogram per lock identity.
+    LockHistogram(fn(&LockRow) -> &DelayHistogram),
+}
 
-    fn collectors(&self) -> [&dyn Collector; 44] {
-        [
-            &self.tasks_live,
-            &self.tasks_spawned,
-            &self.tasks_completed,
-            &self.task_polls,
-            &self.task_busy,
-            &self.workers,
-            &self.alive_tasks,
-            &self.global_queue_depth,
-            &self.worker_busy,
-            &self.blocking_threads,
-            &self.idle_blocking_threads,
-            &self.blocking_queue_depth,
-            &self.sites_tracked,
-            &self.sites_capacity,
-            &self.overflow_spawned,
-            &self.untracked_terminations,
-            &self.task_panics,
-            &self.cap_capacity,
-            &self.cap_used,
-            &self.cap_dropped,
-            &self.start_time,
-            &self.idle_over,
-            &self.idle_threshold,
-            &self.oldest_idle,
-            &self.live_trend,
-            &self.lost_waker,
-            &self.findings,
-            &self.blocked_workers,
-            &self.longest_poll,
-            &self.blocked_threshold,
-            &self.worker_busy_ratio,
-            &self.worker_steals,
-            &self.worker_parks,
-            &self.cpu_quota,
-            &self.blocking_saturated,
-            &self.scheduling_delay_max,
-            &self.blocking_max,
-            &self.first_poll_delay,
-            &self.lock_acquisitions,
-            &self.lock_contended,
-            &self.lock_holders,
-            &self.lock_waiters,
-            &self.lock_wait_share,
-            &self.lock_delay,
-        ]
-    }
+/// One family: its name, help, label names (sorted, `runtime` left out: it is added to
+/// every series of a named runtime) and where its series come from.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    labels: &'static [&'static str],
+    source: Source,
+}
 
-    fn fill(&self, snap: &Snapshot) {
-        for row in &snap.sites {
-            let l = &[row.site.as_str()];
-            self.tasks_live
-                .with_label_values(l)
-                .set(clamp_i64(row.live));
-            self.tasks_spawned.with_label_values(l).inc_by(row.spawned);
-            self.tasks_completed
-                .with_label_values(l)
-                .inc_by(row.completed);
-            self.task_polls.with_label_values(l).inc_by(row.polls);
-            self.task_panics.with_label_values(l).inc_by(row.panicked);
-            self.task_busy
-                .with_label_values(l)
-                .inc_by(row.busy_seconds.max(0.0));
-            self.idle_over
-                .with_label_values(l)
-                .set(clamp_i64(row.idle_over_threshold));
-            self.idle_threshold
-                .with_label_values(l)
-                .set(row.idle_threshold_seconds);
-            self.oldest_idle
-                .with_label_values(l)
-                .set(row.oldest_idle_seconds);
-            self.live_trend
-                .with_label_values(l)
-                .set(row.live_trend_per_second);
-            self.first_poll_delay
-                .with_label_values(l)
-                .set(row.first_poll_delay_max_seconds);
-            let lost: u64 = snap
-                .findings
-                .iter()
-                .filter(|f| f.kind == FindingKind::LostWaker && f.site == row.site)
-                .map(|f| f.count)
-                .sum();
-            self.lost_waker.with_label_values(l).set(clamp_i64(lost));
+/// A series' value, or a histogram's buckets.
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    U(u64),
+    I(i64),
+    F(f64),
+    Hist(Hist<'a>),
+}
+
+/// A histogram as written: cumulative counts per bound, then `+Inf`, sum and count.
+#[derive(Clone, Copy)]
+struct Hist<'a> {
+    bounds: &'a [f64],
+    counts: Counts<'a>,
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Clone, Copy)]
+enum Counts<'a> {
+    /// Cumulative counts as stored.
+    Cumulative(&'a [u64]),
+    /// `polls - long[i]`: a site's long-poll counts count polls of at least bound i.
+    PollsBelow { polls: u64, long: &'a [u64] },
+}
+
+impl Counts<'_> {
+    fn get(&self, i: usize) -> u64 {
+        match self {
+            Counts::Cumulative(c) => c[i],
+            Counts::PollsBelow { polls, long } => polls.saturating_sub(long[i]),
         }
-        for f in &snap.findings {
-            self.findings
-                .with_label_values(&[f.kind.as_str(), f.severity.as_str(), f.site.as_str()])
-                .add(clamp_i64(f.count));
-        }
-        if let Some(rt) = &snap.runtime {
-            self.workers.set(clamp_i64(rt.workers));
-            self.alive_tasks.set(clamp_i64(rt.alive_tasks));
-            self.global_queue_depth
-                .set(clamp_i64(rt.global_queue_depth));
-            self.blocking_threads.set(clamp_i64(rt.blocking_threads));
-            self.idle_blocking_threads
-                .set(clamp_i64(rt.idle_blocking_threads));
-            self.blocking_queue_depth
-                .set(clamp_i64(rt.blocking_queue_depth));
-            for (i, busy) in rt.worker_busy_seconds.iter().enumerate() {
-                self.worker_busy
-                    .with_label_values(&[i.to_string().as_str()])
-                    .inc_by(busy.max(0.0));
-            }
-            self.blocked_workers.set(clamp_i64(rt.blocked_workers));
-            self.longest_poll.set(rt.longest_poll_seconds);
-            self.blocked_threshold.set(rt.blocked_threshold_seconds);
-            self.cpu_quota.set(rt.cpu_quota);
-            self.blocking_saturated.set(rt.blocking_saturated_seconds);
-            self.scheduling_delay_max
-                .set(rt.scheduling_delay.last_seconds);
-            if let Some(m) = rt.max_blocking_threads {
-                self.blocking_max.set(clamp_i64(m));
-            }
-            for (i, ratio) in rt.worker_busy_ratio.iter().enumerate() {
-                self.worker_busy_ratio
-                    .with_label_values(&[i.to_string().as_str()])
-                    .set(*ratio);
-            }
-            for (i, n) in rt.worker_steals.iter().enumerate() {
-                self.worker_steals
-                    .with_label_values(&[i.to_string().as_str()])
-                    .inc_by(*n);
-            }
-            for (i, n) in rt.worker_parks.iter().enumerate() {
-                self.worker_parks
-                    .with_label_values(&[i.to_string().as_str()])
-                    .inc_by(*n);
-            }
-        }
-        for l in &snap.locks {
-            let lock = &[l.lock.as_str()];
-            let kind = match l.kind {
-                LockKind::Mutex => "mutex",
-                LockKind::RwLock => "rwlock",
-                LockKind::Semaphore => "semaphore",
-                LockKind::BlockingMutex => "blocking_mutex",
-                LockKind::BlockingRwLock => "blocking_rwlock",
-                LockKind::Unknown => "unknown",
-            };
-            self.lock_acquisitions
-                .with_label_values(&[l.lock.as_str(), kind])
-                .inc_by(l.acquisitions);
-            self.lock_contended
-                .with_label_values(lock)
-                .inc_by(l.contended);
-            self.lock_holders
-                .with_label_values(lock)
-                .set(clamp_i64(l.holders.len() as u64 + l.more_holders));
-            self.lock_waiters
-                .with_label_values(lock)
-                .set(clamp_i64(l.waiters.len() as u64 + l.more_waiters));
-            self.lock_wait_share
-                .with_label_values(lock)
-                .set(l.wait_share);
-            for d in &l.delay_by_holder_site {
-                self.lock_delay
-                    .with_label_values(&[l.lock.as_str(), d.site.as_str()])
-                    .inc_by(d.seconds.max(0.0));
-            }
-        }
-        self.sites_tracked.set(clamp_i64(snap.agent.sites_tracked));
-        self.sites_capacity.set(clamp_i64(snap.agent.site_capacity));
-        self.overflow_spawned.inc_by(snap.agent.overflow_spawned);
-        self.untracked_terminations
-            .inc_by(snap.agent.untracked_terminations);
-        for cap in &snap.agent.caps {
-            let l = &[cap.cap.as_str()];
-            self.cap_capacity
-                .with_label_values(l)
-                .set(clamp_i64(cap.capacity));
-            self.cap_used.with_label_values(l).set(clamp_i64(cap.used));
-            self.cap_dropped.with_label_values(l).inc_by(cap.dropped);
-        }
-        self.start_time.set(snap.agent.started_unix_ms as f64 / 1e3);
     }
 }
 
@@ -523,228 +133,1093 @@ fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Histograms the agent keeps as counts already: built as protobuf families directly,
-/// since the `prometheus` crate's `Histogram` only takes observations.
-const POLL_DURATION: (&str, &str) = (
-    "taskscope_task_poll_duration_seconds",
-    "Polls of tasks spawned at this site by duration (coarse clock, resolution 1-4 ms); the sum is the site's busy time, estimated from sampled polls.",
-);
-const LOCK_WAIT: (&str, &str) = (
-    "taskscope_lock_wait_seconds",
-    "Waits of contended acquisitions of locks of this identity.",
-);
-const LOCK_HOLD: (&str, &str) = (
-    "taskscope_lock_hold_seconds",
-    "How long guards of locks of this identity were held (coarse clock, 1-4 ms resolution).",
-);
-const SCHEDULING_DELAY: (&str, &str) = (
-    "taskscope_runtime_scheduling_delay_seconds",
-    "Scheduling delay: how long the agent's probe task, spawned once per sampling interval, waited for its first poll.",
-);
-
-fn histogram(
-    labels: &[(&str, &str)],
-    bounds: &[f64],
-    cumulative: &[u64],
-    count: u64,
-    sum: f64,
-) -> Metric {
-    let mut h = proto::Histogram::default();
-    h.set_sample_count(count);
-    h.set_sample_sum(sum);
-    h.set_bucket(
-        bounds
-            .iter()
-            .zip(cumulative)
-            .map(|(b, c)| {
-                let mut bucket = proto::Bucket::default();
-                bucket.set_upper_bound(*b);
-                bucket.set_cumulative_count(*c);
-                bucket
-            })
-            .collect(),
-    );
-    let mut m = Metric::default();
-    m.set_label(
-        labels
-            .iter()
-            .map(|(k, v)| {
-                let mut l = proto::LabelPair::default();
-                l.set_name(k.to_string());
-                l.set_value(v.to_string());
-                l
-            })
-            .collect(),
-    );
-    m.set_histogram(h);
-    m
-}
-
-fn family(name_help: (&str, &str), metrics: Vec<Metric>) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(name_help.0.to_string());
-    f.set_help(name_help.1.to_string());
-    f.set_field_type(proto::MetricType::HISTOGRAM);
-    f.set_metric(metrics);
-    f
-}
-
-/// The histogram families of a snapshot (none for an empty one: a family needs a metric).
-fn histograms(snap: &Snapshot) -> Vec<MetricFamily> {
-    let mut out = Vec::new();
-    let polls: Vec<Metric> = snap
-        .sites
-        .iter()
-        .filter(|row| row.long_polls.len() == LONG_POLL_BOUNDS_SECONDS.len())
-        .map(|row| {
-            // long_polls[i] counts polls of at least bound i; the bucket "le bound i" holds
-            // the rest.
-            let cumulative: Vec<u64> = row
-                .long_polls
-                .iter()
-                .map(|long| row.polls.saturating_sub(*long))
-                .collect();
-            histogram(
-                &[("site", row.site.as_str())],
-                &LONG_POLL_BOUNDS_SECONDS,
-                &cumulative,
-                row.polls,
-                row.busy_seconds.max(0.0),
-            )
-        })
-        .collect();
-    if !polls.is_empty() {
-        out.push(family(POLL_DURATION, polls));
+fn lock_kind(kind: LockKind) -> &'static str {
+    match kind {
+        LockKind::Mutex => "mutex",
+        LockKind::RwLock => "rwlock",
+        LockKind::Semaphore => "semaphore",
+        LockKind::BlockingMutex => "blocking_mutex",
+        LockKind::BlockingRwLock => "blocking_rwlock",
+        LockKind::Unknown => "unknown",
     }
-    for (name_help, pick) in [
-        (
-            LOCK_WAIT,
-            (|l: &LockRow| &l.wait_seconds) as fn(&LockRow) -> &taskscope::model::DelayHistogram,
-        ),
-        (LOCK_HOLD, |l: &LockRow| &l.hold_seconds),
-    ] {
-        let metrics: Vec<Metric> = snap
-            .locks
-            .iter()
-            .filter(|l| pick(l).bounds.len() == pick(l).counts.len())
-            .map(|l| {
-                let h = pick(l);
-                histogram(
-                    &[("lock", l.lock.as_str())],
-                    &h.bounds,
-                    &h.counts,
-                    h.count,
-                    h.sum,
-                )
-            })
-            .collect();
-        if !metrics.is_empty() {
-            out.push(family(name_help, metrics));
+}
+
+const SITE: &[&str] = &["site"];
+const WORKER: &[&str] = &["worker"];
+const CAP: &[&str] = &["cap"];
+const LOCK: &[&str] = &["lock"];
+const NONE: &[&str] = &[];
+
+/// Every metric the exporter serves. The README's metrics table documents the same set.
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "taskscope_tasks_live",
+        help: "Tasks spawned at this site that have not finished.",
+        kind: Kind::IntGauge,
+        labels: SITE,
+        source: Source::Site(|r| Value::I(clamp_i64(r.live))),
+    },
+    Family {
+        name: "taskscope_tasks_spawned_total",
+        help: "Tasks spawned at this site.",
+        kind: Kind::IntCounter,
+        labels: SITE,
+        source: Source::Site(|r| Value::U(r.spawned)),
+    },
+    Family {
+        name: "taskscope_tasks_completed_total",
+        help: "Tasks spawned at this site that finished (returned, panicked or were aborted).",
+        kind: Kind::IntCounter,
+        labels: SITE,
+        source: Source::Site(|r| Value::U(r.completed)),
+    },
+    Family {
+        name: "taskscope_task_polls_total",
+        help: "Polls of tasks spawned at this site.",
+        kind: Kind::IntCounter,
+        labels: SITE,
+        source: Source::Site(|r| Value::U(r.polls)),
+    },
+    Family {
+        name: "taskscope_task_busy_seconds_total",
+        help: "Seconds spent polling tasks spawned at this site.",
+        kind: Kind::Counter,
+        labels: SITE,
+        source: Source::Site(|r| Value::F(r.busy_seconds.max(0.0))),
+    },
+    Family {
+        name: "taskscope_runtime_workers",
+        help: "Worker threads of the tokio runtime (its GOMAXPROCS).",
+        kind: Kind::IntGauge,
+        labels: NONE,
+        source: Source::Runtime(|rt| Value::I(clamp_i64(rt.workers))),
+    },
+    Family {
+        name: "taskscope_runtime_alive_tasks",
+        help: "Tasks the tokio runtime counts as alive.",
+        kind: Kind::IntGauge,
+        labels: NONE,
+        source: Source::Runtime(|rt| Value::I(clamp_i64(rt.alive_tasks))),
+    },
+    Family {
+        name: "taskscope_runtime_global_queue_depth",
+        help: "Tasks waiting in the runtime's global queue.",
+        kind: Kind::IntGauge,
+        labels: NONE,
+        source: Source::Runtime(|rt| Value::I(clamp_i64(rt.global_queue_depth))),
+    },
+    Family {
+        name: "taskscope_runtime_worker_busy_seconds_total",
+        help: "Seconds this worker spent busy polling tasks.",
+        kind: Kind::Counter,
+        labels: WORKER,
+        source: Source::Worker(|rt, i| rt.worker_busy_seconds.get(i).map(|b| Value::F(b.max(0.0)))),
+    },
+    Family {
+        name: "taskscope_runtime_blocking_threads",
+        help: "Threads of the runtime's blocking pool, busy or idle.",
+        kind: Kind::IntGauge,
+        labels: NONE,
+        source: Source::Runtime(|rt| Value::I(clamp_i64(rt.blocking_threads))),
+    },
+    Family {
+        name: "taskscope_runtime_blocking_idle_threads",
+        help: "Idle threads of the runtime's blocking pool.",
+        kind: Kind::IntGauge,
+        labels: NONE,
+        source: Source::Runtime(|rt| Value::I(clamp_i64(rt.idle_blocking_threads))),
+    },
+    Family {
+        name: "taskscope_runtime_blocking_queue_depth",
+        help: "Blocking jobs waiting for a thread of the blocking pool.",
+        kind: Kind::IntGauge,
+        labels: NONE,
+        source: Source::Runtime(|rt| Value::I(clamp_i64(rt.blocking_queue_depth))),
+    },
+    Family {
+        name: "taskscope_sites_tracked",
+        help: "Distinct spawn sites the agent tracks.",
+        kind: Kind::IntGauge,
+        labels: NONE,
+        source: Source::Agent(|s| Value::I(clamp_i64(s.agent.sites_tracked))),
+    },
+    Family {
+        name: "taskscope_sites_capacity",
+        help: "Most spawn sites the agent tracks before counting tasks under site=\"(overflow)\".",
+        kind: Kind::IntGauge,
+        labels: NONE,
+        source: Source::Agent(|s| Value::I(clamp_i64(s.agent.site_capacity))),
+    },
+    Family {
+        name: "taskscope_sites_overflow_tasks_total",
+        help: "Tasks spawned at sites beyond the site cap.",
+        kind: Kind::IntCounter,
+        labels: NONE,
+        source: Source::Agent(|s| Value::U(s.agent.overflow_spawned)),
+    },
+    Family {
+        name: "taskscope_untracked_terminations_total",
+        help: "Terminations without a spawn (spawn_blocking tasks, worker threads), kept out of site counts.",
+        kind: Kind::IntCounter,
+        labels: NONE,
+        source: Source::Agent(|s| Value::U(s.agent.untracked_terminations)),
+    },
+    Family {
+        name: "taskscope_task_panics_total",
+        help: "Panics inside tasks spawned at this site (through the process's panic hook).",
+        kind: Kind::IntCounter,
+        labels: SITE,
+        source: Source::Site(|r| Value::U(r.panicked)),
+    },
+    Family {
+        name: "taskscope_cap_capacity",
+        help: "Size of one of the agent's capped tables.",
+        kind: Kind::IntGauge,
+        labels: CAP,
+        source: Source::Cap(|c| Value::I(clamp_i64(c.capacity))),
+    },
+    Family {
+        name: "taskscope_cap_used",
+        help: "Entries in use in one of the agent's capped tables.",
+        kind: Kind::IntGauge,
+        labels: CAP,
+        source: Source::Cap(|c| Value::I(clamp_i64(c.used))),
+    },
+    Family {
+        name: "taskscope_cap_dropped_total",
+        help: "What a capped table turned away: tasks (sites, lost_waker_tasks), locks (lock_classes), resources (tokio_resources).",
+        kind: Kind::IntCounter,
+        labels: CAP,
+        source: Source::Cap(|c| Value::U(c.dropped)),
+    },
+    Family {
+        name: "taskscope_agent_start_time_seconds",
+        help: "Unix time the agent started, in seconds.",
+        kind: Kind::Gauge,
+        labels: NONE,
+        source: Source::Agent(|s| Value::F(s.agent.started_unix_ms as f64 / 1e3)),
+    },
+    Family {
+        name: "taskscope_tasks_idle_over_threshold",
+        help: "Live tasks spawned at this site not polled for longer than the site's idle threshold.",
+        kind: Kind::IntGauge,
+        labels: SITE,
+        source: Source::Site(|r| Value::I(clamp_i64(r.idle_over_threshold))),
+    },
+    Family {
+        name: "taskscope_task_idle_threshold_seconds",
+        help: "Idle time beyond which a task of this site counts as idle too long (fixed, or derived from the site's own waits).",
+        kind: Kind::Gauge,
+        labels: SITE,
+        source: Source::Site(|r| Value::F(r.idle_threshold_seconds)),
+    },
+    Family {
+        name: "taskscope_task_oldest_idle_seconds",
+        help: "Seconds since the longest-idle live task of this site was last polled.",
+        kind: Kind::Gauge,
+        labels: SITE,
+        source: Source::Site(|r| Value::F(r.oldest_idle_seconds)),
+    },
+    Family {
+        name: "taskscope_tasks_live_trend_per_second",
+        help: "Least-squares trend of this site's live count over the agent's growth window, tasks per second.",
+        kind: Kind::Gauge,
+        labels: SITE,
+        source: Source::Site(|r| Value::F(r.live_trend_per_second)),
+    },
+    Family {
+        name: "taskscope_tasks_lost_waker",
+        help: "Live, idle tasks of this site that hold no waker: nothing can wake them (needs the lost-waker layer).",
+        kind: Kind::IntGauge,
+        labels: SITE,
+        source: Source::LostWaker,
+    },
+    Family {
+        name: "taskscope_findings",
+        help: "Active findings, valued by the tasks concerned; a series exists only while its finding holds.",
+        kind: Kind::IntGaugeSum,
+        labels: &["kind", "severity", "site"],
+        source: Source::Findings,
+    },
+    Family {
+        name: "taskscope_runtime_blocked_workers",
+        help: "Workers in one poll for longer than the agent's blocked threshold now.",
+        kind: Kind::IntGauge,
+        labels: NONE,
+        source: Source::Runtime(|rt| Value::I(clamp_i64(rt.blocked_workers))),
+    },
+    Family {
+        name: "taskscope_runtime_longest_poll_seconds",
+        help: "Duration so far of the longest poll in progress (0 when no worker is polling).",
+        kind: Kind::Gauge,
+        labels: NONE,
+        source: Source::Runtime(|rt| Value::F(rt.longest_poll_seconds)),
+    },
+    Family {
+        name: "taskscope_runtime_blocked_threshold_seconds",
+        help: "Poll duration beyond which a worker counts as blocked.",
+        kind: Kind::Gauge,
+        labels: NONE,
+        source: Source::Runtime(|rt| Value::F(rt.blocked_threshold_seconds)),
+    },
+    Family {
+        name: "taskscope_runtime_worker_busy_ratio",
+        help: "Share of the agent's last sampling interval this worker spent busy (0 to 1).",
+        kind: Kind::Gauge,
+        labels: WORKER,
+        source: Source::Worker(|rt, i| rt.worker_busy_ratio.get(i).map(|r| Value::F(*r))),
+    },
+    Family {
+        name: "taskscope_runtime_worker_steals_total",
+        help: "Tasks this worker stole from other workers.",
+        kind: Kind::IntCounter,
+        labels: WORKER,
+        source: Source::Worker(|rt, i| rt.worker_steals.get(i).map(|n| Value::U(*n))),
+    },
+    Family {
+        name: "taskscope_runtime_worker_parks_total",
+        help: "Times this worker parked for lack of work.",
+        kind: Kind::IntCounter,
+        labels: WORKER,
+        source: Source::Worker(|rt, i| rt.worker_parks.get(i).map(|n| Value::U(*n))),
+    },
+    Family {
+        name: "taskscope_process_cpu_quota",
+        help: "CPUs the process may use: its cgroup CPU quota if set, else the CPUs it may run on.",
+        kind: Kind::Gauge,
+        labels: NONE,
+        source: Source::Runtime(|rt| Value::F(rt.cpu_quota)),
+    },
+    Family {
+        name: "taskscope_runtime_blocking_saturated_seconds",
+        help: "Seconds the blocking pool has had no idle thread and jobs waiting, without a break (0 when not).",
+        kind: Kind::Gauge,
+        labels: NONE,
+        source: Source::Runtime(|rt| Value::F(rt.blocking_saturated_seconds)),
+    },
+    Family {
+        name: "taskscope_runtime_scheduling_delay_max_seconds",
+        help: "Largest scheduling delay of the agent's probe task over its last sampling interval, or the wait of a probe not yet polled.",
+        kind: Kind::Gauge,
+        labels: NONE,
+        source: Source::Runtime(|rt| Value::F(rt.scheduling_delay.last_seconds)),
+    },
+    Family {
+        name: "taskscope_runtime_blocking_max_threads",
+        help: "The runtime's max_blocking_threads, as the service told the agent (0 when it did not).",
+        kind: Kind::IntGauge,
+        labels: NONE,
+        source: Source::Runtime(|rt| Value::I(rt.max_blocking_threads.map_or(0, clamp_i64))),
+    },
+    Family {
+        name: "taskscope_task_first_poll_delay_max_seconds",
+        help: "Longest wait of a task spawned at this site from its spawn to its first poll (scheduling delay), since the agent started.",
+        kind: Kind::Gauge,
+        labels: SITE,
+        source: Source::Site(|r| Value::F(r.first_poll_delay_max_seconds)),
+    },
+    Family {
+        name: "taskscope_lock_acquisitions_total",
+        help: "Acquisitions of locks of this identity (taskscope::sync).",
+        kind: Kind::IntCounter,
+        labels: &["kind", "lock"],
+        source: Source::LockAcquisitions,
+    },
+    Family {
+        name: "taskscope_lock_contended_total",
+        help: "Acquisitions of locks of this identity that had to wait.",
+        kind: Kind::IntCounter,
+        labels: LOCK,
+        source: Source::Lock(|l| Value::U(l.contended)),
+    },
+    Family {
+        name: "taskscope_lock_holders",
+        help: "Guards (or permit holders) of locks of this identity now.",
+        kind: Kind::IntGauge,
+        labels: LOCK,
+        source: Source::Lock(|l| {
+            Value::I(clamp_i64(
+                (l.holders.len() as u64).saturating_add(l.more_holders),
+            ))
+        }),
+    },
+    Family {
+        name: "taskscope_lock_waiters",
+        help: "Tasks waiting for locks of this identity now.",
+        kind: Kind::IntGauge,
+        labels: LOCK,
+        source: Source::Lock(|l| {
+            Value::I(clamp_i64(
+                (l.waiters.len() as u64).saturating_add(l.more_waiters),
+            ))
+        }),
+    },
+    Family {
+        name: "taskscope_lock_wait_share_ratio",
+        help: "Seconds spent waiting for locks of this identity per second, over the last 10 s.",
+        kind: Kind::Gauge,
+        labels: LOCK,
+        source: Source::Lock(|l| Value::F(l.wait_share)),
+    },
+    Family {
+        name: "taskscope_lock_delay_seconds_total",
+        help: "Waiting time charged to the acquire site that held the lock meanwhile (Go's mutex profile).",
+        kind: Kind::Counter,
+        labels: &["holder_site", "lock"],
+        source: Source::LockDelay,
+    },
+    Family {
+        name: "taskscope_task_poll_duration_seconds",
+        help: "Polls of tasks spawned at this site by duration (coarse clock, resolution 1-4 ms); the sum is the site's busy time, estimated from sampled polls.",
+        kind: Kind::Histogram,
+        labels: SITE,
+        source: Source::PollDuration,
+    },
+    Family {
+        name: "taskscope_lock_wait_seconds",
+        help: "Waits of contended acquisitions of locks of this identity.",
+        kind: Kind::Histogram,
+        labels: LOCK,
+        source: Source::LockHistogram(|l| &l.wait_seconds),
+    },
+    Family {
+        name: "taskscope_lock_hold_seconds",
+        help: "How long guards of locks of this identity were held (coarse clock, 1-4 ms resolution).",
+        kind: Kind::Histogram,
+        labels: LOCK,
+        source: Source::LockHistogram(|l| &l.hold_seconds),
+    },
+    Family {
+        name: "taskscope_runtime_scheduling_delay_seconds",
+        help: "Scheduling delay: how long the agent's probe task, spawned once per sampling interval, waited for its first poll.",
+        kind: Kind::Histogram,
+        labels: NONE,
+        source: Source::SchedulingDelay,
+    },
+];
+
+/// Most labels of a series: a family's (at most 3) and `runtime`.
+const MAX_LABELS: usize = 4;
+
+/// One series before sorting: label values in label-name order, which runtime it is from.
+struct Series<'a> {
+    labels: [&'a str; MAX_LABELS],
+    n: u8,
+    runtime: u32,
+    value: Value<'a>,
+}
+
+impl Series<'_> {
+    fn labels(&self) -> &[&str] {
+        &self.labels[..usize::from(self.n)]
+    }
+}
+
+/// One runtime's snapshot, its name and what several families need from it.
+pub(crate) struct Scrape<'a> {
+    snapshot: &'a Snapshot,
+    runtime: Option<&'a str>,
+    /// Site rows in label order (sorted by site, stable): site families are produced in the
+    /// order they are written, so sorting them again costs one pass.
+    site_order: Vec<usize>,
+    /// Tasks of lost-waker findings by site, if there are any.
+    lost_waker: HashMap<&'a str, u64>,
+}
+
+impl<'a> Scrape<'a> {
+    pub(crate) fn new(snapshot: &'a Snapshot, runtime: Option<&'a str>) -> Self {
+        let mut site_order: Vec<usize> = (0..snapshot.sites.len()).collect();
+        site_order.sort_by(|a, b| snapshot.sites[*a].site.cmp(&snapshot.sites[*b].site));
+        let mut lost_waker = HashMap::new();
+        for f in &snapshot.findings {
+            if f.kind == FindingKind::LostWaker {
+                let n: &mut u64 = lost_waker.entry(f.site.as_str()).or_default();
+                *n = n.wrapping_add(f.count);
+            }
+        }
+        Scrape {
+            snapshot,
+            runtime,
+            site_order,
+            lost_waker,
         }
     }
-    if let Some(rt) = &snap.runtime {
-        let d = &rt.scheduling_delay;
-        if d.bounds.len() == d.counts.len() {
-            out.push(family(
-                SCHEDULING_DELAY,
-                vec![histogram(&[], &d.bounds, &d.counts, d.count, d.sum)],
-            ));
+
+    fn sites(&self) -> impl Iterator<Item = &'a SiteRow> + '_ {
+        self.site_order.iter().map(|i| &self.snapshot.sites[*i])
+    }
+}
+
+/// Collects one family's series from every runtime, each runtime's in the order produced.
+struct Collector<'a, 'b> {
+    out: &'b mut Vec<Series<'a>>,
+    /// Where `runtime` goes among the family's sorted label names.
+    runtime_at: usize,
+}
+
+impl<'a> Collector<'a, '_> {
+    fn push(&mut self, runtime: (u32, Option<&'a str>), values: &[&'a str], value: Value<'a>) {
+        let mut labels = [""; MAX_LABELS];
+        let mut n = 0;
+        for (i, v) in values.iter().enumerate() {
+            if i == self.runtime_at
+                && let Some(r) = runtime.1
+            {
+                labels[n] = r;
+                n += 1;
+            }
+            labels[n] = v;
+            n += 1;
         }
-    }
-    out
-}
-
-/// Reads the agents on every scrape.
-pub(crate) struct AgentCollector {
-    agents: Vec<Agent>,
-    template: Families,
-    histogram_descs: Vec<Desc>,
-}
-
-impl AgentCollector {
-    pub(crate) fn new(agents: Vec<Agent>) -> Self {
-        let desc = |(name, help): (&str, &str), labels: &[&str]| {
-            Desc::new(
-                name.to_string(),
-                help.to_string(),
-                labels.iter().map(|l| l.to_string()).collect(),
-                Default::default(),
-            )
-            .expect("valid metric")
-        };
-        AgentCollector {
-            agents,
-            template: Families::new(),
-            histogram_descs: vec![
-                desc(POLL_DURATION, &["site"]),
-                desc(SCHEDULING_DELAY, &[]),
-                desc(LOCK_WAIT, &["lock"]),
-                desc(LOCK_HOLD, &["lock"]),
-            ],
+        if values.len() == self.runtime_at
+            && let Some(r) = runtime.1
+        {
+            labels[n] = r;
+            n += 1;
         }
+        self.out.push(Series {
+            labels,
+            n: n as u8,
+            runtime: runtime.0,
+            value,
+        });
     }
 }
 
-impl Collector for AgentCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.template
-            .collectors()
-            .into_iter()
-            .flat_map(|c| c.desc())
-            .chain(&self.histogram_descs)
-            .collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        // One set of families per runtime; the registry merges families of the same name.
-        self.agents.iter().flat_map(collect_agent).collect()
-    }
-}
-
-/// One agent's families; every series labelled `runtime="NAME"` when the agent is named.
-fn collect_agent(agent: &Agent) -> Vec<MetricFamily> {
-    let families = Families::new();
-    let snap = agent.snapshot();
-    families.fill(&snap);
-    let mut out: Vec<MetricFamily> = families
-        .collectors()
-        .into_iter()
-        .flat_map(|c| c.collect())
-        .chain(histograms(&snap))
-        .collect();
-    if let Some(name) = agent.runtime_name() {
-        let mut label = prometheus::proto::LabelPair::default();
-        label.set_name("runtime".to_string());
-        label.set_value(name.to_string());
-        for family in &mut out {
-            for metric in family.mut_metric().iter_mut() {
-                let mut labels = metric.take_label();
-                labels.push(label.clone());
-                labels.sort_by(|a, b| a.name().cmp(b.name()));
-                metric.set_label(labels);
+fn collect<'a>(
+    family: &Family,
+    scrapes: &[Scrape<'a>],
+    order: &[usize],
+    c: &mut Collector<'a, '_>,
+) {
+    for &idx in order {
+        let scrape = &scrapes[idx];
+        let snap = scrape.snapshot;
+        let rt = (idx as u32, scrape.runtime);
+        match family.source {
+            Source::Site(f) => {
+                for row in scrape.sites() {
+                    c.push(rt, &[row.site.as_str()], f(row));
+                }
+            }
+            Source::LostWaker => {
+                for row in scrape.sites() {
+                    let lost = scrape.lost_waker.get(row.site.as_str()).copied();
+                    c.push(
+                        rt,
+                        &[row.site.as_str()],
+                        Value::I(clamp_i64(lost.unwrap_or(0))),
+                    );
+                }
+            }
+            Source::PollDuration => {
+                for row in scrape.sites() {
+                    if row.long_polls.len() != LONG_POLL_BOUNDS_SECONDS.len() {
+                        continue;
+                    }
+                    let hist = Hist {
+                        bounds: &LONG_POLL_BOUNDS_SECONDS,
+                        counts: Counts::PollsBelow {
+                            polls: row.polls,
+                            long: &row.long_polls,
+                        },
+                        count: row.polls,
+                        sum: row.busy_seconds.max(0.0),
+                    };
+                    c.push(rt, &[row.site.as_str()], Value::Hist(hist));
+                }
+            }
+            Source::Findings => {
+                for f in &snap.findings {
+                    let values = [f.kind.as_str(), f.severity.as_str(), f.site.as_str()];
+                    c.push(rt, &values, Value::I(clamp_i64(f.count)));
+                }
+            }
+            Source::Runtime(f) => {
+                let value = match &snap.runtime {
+                    Some(info) => f(info),
+                    // The families exist without runtime metrics, at 0.
+                    None => match family.kind {
+                        Kind::Gauge | Kind::Counter => Value::F(0.0),
+                        _ => Value::I(0),
+                    },
+                };
+                c.push(rt, &[], value);
+            }
+            Source::Worker(f) => {
+                if let Some(info) = &snap.runtime {
+                    for i in 0.. {
+                        let Some(value) = f(info, i) else { break };
+                        c.push(rt, &[worker_label(i)], value);
+                    }
+                }
+            }
+            Source::SchedulingDelay => {
+                if let Some(info) = &snap.runtime {
+                    let d = &info.scheduling_delay;
+                    if d.bounds.len() == d.counts.len() {
+                        c.push(rt, &[], Value::Hist(delay_hist(d)));
+                    }
+                }
+            }
+            Source::Agent(f) => c.push(rt, &[], f(snap)),
+            Source::Cap(f) => {
+                for cap in &snap.agent.caps {
+                    c.push(rt, &[cap.cap.as_str()], f(cap));
+                }
+            }
+            Source::Lock(f) => {
+                for l in &snap.locks {
+                    c.push(rt, &[l.lock.as_str()], f(l));
+                }
+            }
+            Source::LockAcquisitions => {
+                for l in &snap.locks {
+                    let values = [lock_kind(l.kind), l.lock.as_str()];
+                    c.push(rt, &values, Value::U(l.acquisitions));
+                }
+            }
+            Source::LockDelay => {
+                for l in &snap.locks {
+                    for d in &l.delay_by_holder_site {
+                        let values = [d.site.as_str(), l.lock.as_str()];
+                        c.push(rt, &values, Value::F(d.seconds.max(0.0)));
+                    }
+                }
+            }
+            Source::LockHistogram(pick) => {
+                for l in &snap.locks {
+                    let h = pick(l);
+                    if h.bounds.len() == h.counts.len() {
+                        c.push(rt, &[l.lock.as_str()], Value::Hist(delay_hist(h)));
+                    }
+                }
             }
         }
     }
+}
+
+fn delay_hist(d: &DelayHistogram) -> Hist<'_> {
+    Hist {
+        bounds: &d.bounds,
+        counts: Counts::Cumulative(&d.counts),
+        count: d.count,
+        sum: d.sum,
+    }
+}
+
+/// Worker labels "0", "1", ...: static up to 64 workers, leaked beyond (once per index,
+/// bounded by the largest worker count seen).
+fn worker_label(i: usize) -> &'static str {
+    const SMALL: [&str; 64] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+        "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31",
+        "32", "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46",
+        "47", "48", "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60", "61",
+        "62", "63",
+    ];
+    if let Some(s) = SMALL.get(i) {
+        return s;
+    }
+    static MORE: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut more = MORE.lock().unwrap_or_else(|e| e.into_inner());
+    while more.len() <= i - SMALL.len() {
+        let label = (SMALL.len() + more.len()).to_string();
+        more.push(Box::leak(label.into_boxed_str()));
+    }
+    more[i - SMALL.len()]
+}
+
+/// Combines a repeated label set of one runtime into the series before it.
+fn merge<'a>(kind: Kind, into: &mut Value<'a>, next: Value<'a>) {
+    match (kind, into, next) {
+        (Kind::IntCounter, Value::U(a), Value::U(b)) => *a = a.wrapping_add(b),
+        (Kind::Counter, Value::F(a), Value::F(b)) => *a += b,
+        (Kind::IntGaugeSum, Value::I(a), Value::I(b)) => *a = a.wrapping_add(b),
+        (_, into, next) => *into = next,
+    }
+}
+
+/// Writes one family: sorted by label values (runtimes in the order given for equal label
+/// sets), repeated label sets of one runtime combined, nothing for an empty family.
+fn write_family<'a>(
+    out: &mut String,
+    labels: &mut String,
+    family: &Family,
+    series: &mut Vec<Series<'a>>,
+) {
+    if series.is_empty() {
+        return;
+    }
+    if family.kind == Kind::Counter {
+        // A counter starts at 0 and adds: -0.0 reads as 0.
+        for s in series.iter_mut() {
+            if let Value::F(v) = &mut s.value {
+                *v += 0.0;
+            }
+        }
+    }
+    // Stable: equal label sets keep the order of the runtimes and of the snapshot's rows.
+    series.sort_by(|a, b| a.n.cmp(&b.n).then_with(|| a.labels().cmp(b.labels())));
+    if family.kind != Kind::Histogram {
+        series.dedup_by(|next, prev| {
+            let same = prev.runtime == next.runtime && prev.labels() == next.labels();
+            if same {
+                merge(family.kind, &mut prev.value, next.value);
+            }
+            same
+        });
+    }
+    push_header(out, family.name, family.help, family.kind.metric_type());
+    // Label names of a series without and with `runtime`, sorted.
+    let plain = family.labels;
+    let mut named = plain.to_vec();
+    named.insert(plain.partition_point(|n| *n < "runtime"), "runtime");
+    for s in series.iter() {
+        labels.clear();
+        let names = if usize::from(s.n) > plain.len() {
+            &named[..]
+        } else {
+            plain
+        };
+        for (name, value) in names.iter().zip(s.labels()) {
+            push_label(labels, name, value);
+        }
+        write_value(out, family.name, labels, s.value);
+    }
+}
+
+fn write_value(out: &mut String, name: &str, labels: &str, value: Value<'_>) {
+    match value {
+        Value::U(v) => {
+            push_series(out, name, "", labels, "");
+            push_u64(out, v);
+        }
+        Value::I(v) => {
+            push_series(out, name, "", labels, "");
+            push_i64(out, v);
+        }
+        Value::F(v) => {
+            push_series(out, name, "", labels, "");
+            push_f64(out, v);
+        }
+        Value::Hist(h) => {
+            let mut le = String::new();
+            let mut inf_seen = false;
+            for (i, bound) in h.bounds.iter().enumerate() {
+                le.clear();
+                push_f64(&mut le, *bound);
+                push_series(out, name, "_bucket", labels, &le);
+                push_u64(out, h.counts.get(i));
+                out.push('\n');
+                inf_seen |= bound.is_sign_positive() && bound.is_infinite();
+            }
+            if !inf_seen {
+                push_series(out, name, "_bucket", labels, "+Inf");
+                push_u64(out, h.count);
+                out.push('\n');
+            }
+            push_series(out, name, "_sum", labels, "");
+            push_f64(out, h.sum);
+            out.push('\n');
+            push_series(out, name, "_count", labels, "");
+            push_u64(out, h.count);
+        }
+    }
+    out.push('\n');
+}
+
+/// A guess at the body's size, so that it is written without regrowing: per site ~20
+/// lines of name, labels and value, per lock ~40.
+fn estimate(scrapes: &[Scrape<'_>]) -> usize {
+    let per_site_lines = 14 + LONG_POLL_BOUNDS_SECONDS.len() + 3;
+    let mut n = 16 * 1024;
+    for s in scrapes {
+        let rt = s.runtime.map_or(0, |r| r.len() + 12);
+        let site_bytes: usize = s.snapshot.sites.iter().map(|r| r.site.len()).sum();
+        n += (site_bytes + s.snapshot.sites.len() * (64 + rt)) * per_site_lines;
+        let lock_bytes: usize = s.snapshot.locks.iter().map(|l| l.lock.len()).sum();
+        n += (lock_bytes + s.snapshot.locks.len() * (64 + rt)) * 40;
+        n += s.snapshot.findings.len() * (160 + rt);
+    }
+    n
+}
+
+/// The `/metrics` body for these runtimes' snapshots: families merged by name across
+/// runtimes, each series labelled `runtime="NAME"` when its runtime is named.
+pub(crate) fn render(scrapes: &[Scrape<'_>]) -> String {
+    let mut out = String::with_capacity(estimate(scrapes));
+    // Runtimes by label: unnamed first (fewer labels), then by name; stable.
+    let mut order: Vec<usize> = (0..scrapes.len()).collect();
+    order.sort_by(|a, b| scrapes[*a].runtime.cmp(&scrapes[*b].runtime));
+    let mut families: Vec<&Family> = FAMILIES.iter().collect();
+    families.sort_by_key(|f| f.name);
+    let mut series = Vec::new();
+    let mut labels = String::new();
+    for family in families {
+        series.clear();
+        let runtime_at = family.labels.partition_point(|n| *n < "runtime");
+        let mut c = Collector {
+            out: &mut series,
+            runtime_at,
+        };
+        // Series whose first label is `runtime` come out sorted when runtimes are taken in
+        // label order; others are sorted anyway, so the order of runtimes only has to
+        // keep equal label sets in the order of `scrapes`, which a stable sort does.
+        if runtime_at == 0 {
+            collect(family, scrapes, &order, &mut c);
+        } else {
+            let given: Vec<usize> = (0..scrapes.len()).collect();
+            collect(family, scrapes, &given, &mut c);
+        }
+        write_family(&mut out, &mut labels, family, &mut series);
+    }
     out
 }
 
-/// A registry holding the agents' collector, ready to encode.
-pub(crate) fn registry(agents: Vec<Agent>) -> Registry {
-    let registry = Registry::new();
-    registry
-        .register(Box::new(AgentCollector::new(agents)))
-        .expect("the agent collector registers once in a fresh registry");
-    registry
+/// The runtimes `/metrics` serves.
+pub(crate) struct Registry {
+    agents: Vec<Agent>,
 }
 
-/// Encodes every family in the Prometheus text format; returns the body and its content
-/// type.
-pub(crate) fn encode(registry: &Registry) -> Result<(String, String), prometheus::Error> {
-    let encoder = TextEncoder::new();
-    let mut buf = Vec::new();
-    encoder.encode(&registry.gather(), &mut buf)?;
-    Ok((
-        String::from_utf8_lossy(&buf).into_owned(),
-        encoder.format_type().to_string(),
-    ))
+/// The runtimes `/metrics` serves, in the order given (the first is the default one).
+pub(crate) fn registry(agents: Vec<Agent>) -> Registry {
+    Registry { agents }
+}
+
+/// Takes a snapshot of every runtime and writes them in the Prometheus text format;
+/// returns the body and its content type.
+pub(crate) fn encode(registry: &Registry) -> (String, &'static str) {
+    let snapshots: Vec<Snapshot> = registry.agents.iter().map(Agent::snapshot).collect();
+    let scrapes: Vec<Scrape<'_>> = snapshots
+        .iter()
+        .zip(&registry.agents)
+        .map(|(snap, agent)| Scrape::new(snap, agent.runtime_name()))
+        .collect();
+    (render(&scrapes), CONTENT_TYPE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskscope::model::{
+        AgentInfo, CapUsage, Finding, HolderDelay, LockHolder, LockWaiter, Severity,
+    };
+
+    /// xorshift64*: a fixed sequence, so a failure reproduces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len() as u64) as usize]
+        }
+        fn count(&mut self) -> u64 {
+            match self.below(6) {
+                0 => 0,
+                1 => self.next(),
+                2 => u64::MAX - self.below(3),
+                3 => (1 << 53) + self.below(3),
+                _ => self.below(1000),
+            }
+        }
+        fn float(&mut self) -> f64 {
+            match self.below(12) {
+                0 => 0.0,
+                1 => -0.0,
+                2 => f64::NAN,
+                3 => f64::INFINITY,
+                4 => f64::NEG_INFINITY,
+                5 => -3.25,
+                6 => 1e21,
+                7 => 1e-7,
+                8 => self.below(1 << 40) as f64 * 1e3,
+                _ => self.below(1_000_000) as f64 / 997.0,
+            }
+        }
+        fn floats(&mut self, n: usize) -> Vec<f64> {
+            (0..n).map(|_| self.float()).collect()
+        }
+        fn counts(&mut self, n: usize) -> Vec<u64> {
+            (0..n).map(|_| self.count()).collect()
+        }
+        fn histogram(&mut self) -> DelayHistogram {
+            let mut bounds = vec![0.0001, 0.001, 0.5, 1.0, 10.0];
+            if self.below(4) == 0 {
+                bounds.push(f64::INFINITY);
+            }
+            let n = if self.below(6) == 0 {
+                bounds.len() - 1
+            } else {
+                bounds.len()
+            };
+            DelayHistogram {
+                counts: (0..n).map(|_| self.below(1 << 20)).collect(),
+                bounds,
+                count: self.count(),
+                sum: self.float(),
+                last_seconds: self.float(),
+            }
+        }
+    }
+
+    /// Label values that need escaping, sort differently once escaped, repeat (so that
+    /// series of one runtime combine), or are not ASCII.
+    const SITES: &[&str] = &[
+        "src/main.rs:10:5",
+        "src/main.rs:9:5",
+        "src/a \"quoted\".rs:1:1",
+        "src/back\\slash.rs:2:2",
+        "src/new\nline.rs:3:3",
+        "src/zürich.rs:4:4",
+        "(overflow)",
+        "",
+    ];
+    /// Lock labels, each with one `)`, at its end. The prometheus crate told series apart
+    /// by a hash of their label values run together, so `lock="a",holder_site="bc"` and
+    /// `lock="ab",holder_site="c"` were one series to it; such pairs are kept out of the
+    /// comparison (real lock labels end in `)` or a line:column, sites start with a path).
+    const LOCKS: &[&str] = &[
+        "src/main.rs:10:5)",
+        "cache \"hot\" (src/a.rs:1:1)",
+        "back\\slash\n (src/b.rs:2:2)",
+        "zürich (src/c.rs:3:3)",
+        "(overflow)",
+    ];
+    const RUNTIMES: &[&[Option<&str>]] = &[
+        &[None],
+        &[Some("web")],
+        &[Some("web"), Some("io")],
+        &[Some("b\"q\\\n"), Some("a"), Some("b\"q\\\n")],
+        &[None, Some("x")],
+        &[Some("x"), None, None],
+    ];
+
+    fn snapshot(rng: &mut Rng) -> Snapshot {
+        let mut snap = Snapshot::default();
+        for _ in 0..rng.below(12) {
+            let long_polls = if rng.below(8) == 0 {
+                rng.counts(2)
+            } else {
+                rng.counts(LONG_POLL_BOUNDS_SECONDS.len())
+            };
+            snap.sites.push(SiteRow {
+                site: rng.pick(SITES).to_string(),
+                live: rng.count(),
+                spawned: rng.count(),
+                completed: rng.count(),
+                panicked: rng.count(),
+                polls: rng.count(),
+                busy_seconds: rng.float(),
+                idle_over_threshold: rng.count(),
+                idle_threshold_seconds: rng.float(),
+                oldest_idle_seconds: rng.float(),
+                live_trend_per_second: rng.float(),
+                long_polls,
+                first_poll_delay_max_seconds: rng.float(),
+                ..Default::default()
+            });
+        }
+        let kinds = [
+            FindingKind::IdleTooLong,
+            FindingKind::LostWaker,
+            FindingKind::Growth,
+            FindingKind::HotLock,
+        ];
+        let severities = [Severity::Info, Severity::Warning, Severity::Critical];
+        for _ in 0..rng.below(6) {
+            snap.findings.push(Finding {
+                kind: *rng.pick(&kinds),
+                severity: *rng.pick(&severities),
+                site: rng.pick(SITES).to_string(),
+                // Small: the old encoding sums lost-waker counts with a checked sum.
+                count: rng.below(1 << 40),
+                ..Default::default()
+            });
+        }
+        if rng.below(5) != 0 {
+            let workers = rng.below(4) as usize;
+            // Sometimes one more than the other per-worker vectors.
+            let parks = workers + usize::from(rng.below(3) == 0);
+            snap.runtime = Some(RuntimeInfo {
+                workers: rng.count(),
+                alive_tasks: rng.count(),
+                global_queue_depth: rng.count(),
+                worker_busy_seconds: rng.floats(workers),
+                blocking_threads: rng.count(),
+                idle_blocking_threads: rng.count(),
+                blocking_queue_depth: rng.count(),
+                max_blocking_threads: (rng.below(2) == 0).then(|| rng.count()),
+                blocking_saturated_seconds: rng.float(),
+                worker_busy_ratio: rng.floats(workers),
+                worker_steals: rng.counts(workers),
+                worker_parks: rng.counts(parks),
+                blocked_workers: rng.count(),
+                longest_poll_seconds: rng.float(),
+                blocked_threshold_seconds: rng.float(),
+                cpu_quota: rng.float(),
+                scheduling_delay: rng.histogram(),
+            });
+        }
+        let lock_kinds = [
+            LockKind::Mutex,
+            LockKind::RwLock,
+            LockKind::Semaphore,
+            LockKind::BlockingMutex,
+            LockKind::BlockingRwLock,
+            LockKind::Unknown,
+        ];
+        for _ in 0..rng.below(5) {
+            let delay = (0..rng.below(3))
+                .map(|_| HolderDelay {
+                    site: rng.pick(SITES).to_string(),
+                    seconds: rng.float(),
+                    contentions: rng.count(),
+                })
+                .collect();
+            snap.locks.push(LockRow {
+                lock: rng.pick(LOCKS).to_string(),
+                kind: *rng.pick(&lock_kinds),
+                acquisitions: rng.count(),
+                contended: rng.count(),
+                wait_seconds: rng.histogram(),
+                hold_seconds: rng.histogram(),
+                wait_share: rng.float(),
+                delay_by_holder_site: delay,
+                holders: vec![LockHolder::default(); rng.below(3) as usize],
+                waiters: vec![LockWaiter::default(); rng.below(3) as usize],
+                more_holders: rng.below(5),
+                more_waiters: if rng.below(10) == 0 { u64::MAX - 3 } else { 0 },
+                ..Default::default()
+            });
+        }
+        let caps = ["sites", "lock_classes", "tokio_resources", "sites"];
+        snap.agent = AgentInfo {
+            started_unix_ms: rng.count(),
+            site_capacity: rng.count(),
+            sites_tracked: rng.count(),
+            overflow_spawned: rng.count(),
+            untracked_terminations: rng.count(),
+            caps: (0..rng.below(4))
+                .map(|_| CapUsage {
+                    cap: rng.pick(&caps).to_string(),
+                    capacity: rng.count(),
+                    used: rng.count(),
+                    dropped: rng.count(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        snap
+    }
+
+    fn assert_same(snaps: &[(&Snapshot, Option<&str>)], case: &str) {
+        let old = legacy::encode(snaps);
+        let scrapes: Vec<Scrape<'_>> = snaps.iter().map(|(s, n)| Scrape::new(s, *n)).collect();
+        let new = render(&scrapes);
+        if old != new {
+            let line = old
+                .lines()
+                .zip(new.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(old.lines().count().min(new.lines().count()));
+            panic!(
+                "{case}: bodies differ from line {}\nold: {:?}\nnew: {:?}",
+                line + 1,
+                old.lines().nth(line),
+                new.lines().nth(line)
+            );
+        }
+    }
+
+    #[test]
+    fn same_body_as_the_prometheus_crate_on_generated_snapshots() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for case in 0..3000 {
+            let names = rng.pick(RUNTIMES);
+            let snaps: Vec<Snapshot> = names.iter().map(|_| snapshot(&mut rng)).collect();
+            let pairs: Vec<(&Snapshot, Option<&str>)> =
+                snaps.iter().zip(names.iter().copied()).collect();
+            assert_same(&pairs, &format!("case {case}"));
+        }
+    }
+
+    #[test]
+    fn empty_snapshot_has_the_scalar_families_only() {
+        let snap = Snapshot::default();
+        assert_same(&[(&snap, None)], "empty");
+        let body = render(&[Scrape::new(&snap, None)]);
+        assert!(
+            body.contains("# TYPE taskscope_runtime_workers gauge\ntaskscope_runtime_workers 0\n")
+        );
+        assert!(!body.contains("taskscope_tasks_live"));
+        assert!(!body.contains("_bucket"));
+    }
+
+    #[test]
+    fn histogram_lines_of_a_named_runtime() {
+        let snap = Snapshot {
+            sites: vec![SiteRow {
+                site: "src/a.rs:1:2".into(),
+                polls: 10,
+                busy_seconds: 0.5,
+                long_polls: vec![4, 2, 1, 0],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let body = render(&[Scrape::new(&snap, Some("web"))]);
+        let want = "\
+# TYPE taskscope_task_poll_duration_seconds histogram
+taskscope_task_poll_duration_seconds_bucket{runtime=\"web\",site=\"src/a.rs:1:2\",le=\"0.01\"} 6
+taskscope_task_poll_duration_seconds_bucket{runtime=\"web\",site=\"src/a.rs:1:2\",le=\"0.1\"} 8
+taskscope_task_poll_duration_seconds_bucket{runtime=\"web\",site=\"src/a.rs:1:2\",le=\"1\"} 9
+taskscope_task_poll_duration_seconds_bucket{runtime=\"web\",site=\"src/a.rs:1:2\",le=\"10\"} 10
+taskscope_task_poll_duration_seconds_bucket{runtime=\"web\",site=\"src/a.rs:1:2\",le=\"+Inf\"} 10
+taskscope_task_poll_duration_seconds_sum{runtime=\"web\",site=\"src/a.rs:1:2\"} 0.5
+taskscope_task_poll_duration_seconds_count{runtime=\"web\",site=\"src/a.rs:1:2\"} 10
+";
+        assert!(body.contains(want), "{body}");
+    }
+
+    #[test]
+    fn same_body_as_the_prometheus_crate_for_a_live_agent() {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(2).enable_all();
+        let agent = Agent::builder()
+            .runtime_name("web")
+            .idle_threshold(std::time::Duration::from_millis(1))
+            .install(&mut builder);
+        let rt = builder.build().unwrap();
+        let lock = std::sync::Arc::new(taskscope::sync::Mutex::named(0u32, "a \"b\"\n"));
+        rt.block_on(async {
+            let mut tasks = Vec::new();
+            for _ in 0..20 {
+                let lock = lock.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut g = lock.lock().await;
+                    tokio::task::yield_now().await;
+                    *g += 1;
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(rx);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let snap = agent.snapshot();
+        assert!(!snap.sites.is_empty() && !snap.locks.is_empty());
+        assert_same(&[(&snap, Some("web")), (&snap, Some("io"))], "live agent");
+        assert_same(&[(&snap, None)], "live agent, unnamed");
+    }
 }

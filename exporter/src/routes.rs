@@ -8,13 +8,13 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use prometheus::Registry;
 use std::time::Duration;
 
 use taskscope::{Agent, DumpError, DumpOptions, HistoryError, SnapshotOptions};
 
 use crate::MAX_SNAPSHOT_TASKS;
 use crate::metrics;
+use crate::metrics::Registry;
 
 struct AppState {
     /// Every runtime served; the first answers requests without `?runtime=`.
@@ -192,21 +192,15 @@ async fn method_not_allowed() -> (StatusCode, &'static str) {
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    match metrics::encode(&state.registry) {
-        Ok((body, content_type)) => (
-            [(
-                header::CONTENT_TYPE,
-                format!("{content_type}; charset=utf-8"),
-            )],
-            body,
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode metrics: {e}\n"),
-        )
-            .into_response(),
-    }
+    let (body, content_type) = metrics::encode(&state.registry);
+    (
+        [(
+            header::CONTENT_TYPE,
+            format!("{content_type}; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// Parses the snapshot's query: `tasks=N` at most once, nothing else.
