@@ -125,8 +125,13 @@ fn push_digits(out: &mut String, mut v: u64) {
 
 /// Appends `v`, escaping backslash and newline, and double quote when `quote`.
 fn push_escaped(out: &mut String, v: &str, quote: bool) {
-    let needs = |b: u8| b == b'\\' || b == b'\n' || (quote && b == b'"');
-    if !v.bytes().any(needs) {
+    // Without a short cut the scan vectorizes: most values (paths) need no escaping, and
+    // every series' labels are scanned once per scrape.
+    let q = if quote { b'"' } else { b'\\' };
+    let needs = v
+        .bytes()
+        .fold(false, |acc, b| acc | (b == b'\\') | (b == b'\n') | (b == q));
+    if !needs {
         out.push_str(v);
         return;
     }
