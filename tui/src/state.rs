@@ -16,6 +16,7 @@ use crate::files::{SavedDump, SavedSnapshot};
 use crate::source::{Capabilities, Capability};
 use crate::{DEFAULT_REFRESH, MAX_REFRESH, MIN_REFRESH};
 
+mod discard;
 mod replay;
 mod table;
 mod targets;
@@ -228,8 +229,6 @@ pub const NOTICE_FOR: Duration = Duration::from_secs(5);
 struct Data {
     snapshot: Option<Snapshot>,
     received_at: Option<Instant>,
-    /// Site rows of the snapshot, sorted by live count descending.
-    rows: Vec<SiteRow>,
     site_history: HashMap<String, SiteHistory>,
     total_history: History,
     /// Tasks spawned per second between the last two snapshots (by the agent's uptime),
@@ -239,6 +238,14 @@ struct Data {
     spawn_rate_history: History,
     /// When a snapshot last came from a different process than the one before.
     restarted_at: Option<Instant>,
+}
+
+impl Data {
+    /// Site rows of the snapshot, sorted by live count descending ([`App::apply`] sorts the
+    /// snapshot's own rows in place rather than keeping a sorted copy).
+    fn rows(&self) -> &[SiteRow] {
+        self.snapshot.as_ref().map_or(&[], |s| &s.sites)
+    }
 }
 
 /// A paused display: since when, and what it shows meanwhile.
@@ -285,8 +292,9 @@ pub struct App {
     /// The recording in progress (`R`): its file and frames so far.
     recording: Option<(String, usize)>,
     /// The sites table as shown: the shown rows, filtered and sorted (see
-    /// [`App::rows`]).
-    table: Vec<SiteRow>,
+    /// [`App::rows`]); `None` while that is the shown rows themselves (no filter, sorted by
+    /// live count), so that a snapshot's 10k rows are not copied on every arrival.
+    table: Option<Vec<SiteRow>>,
     /// Column the sites table is sorted by.
     sort: SortColumn,
     /// Text the sites table is filtered by.
@@ -353,7 +361,7 @@ impl App {
             save_requested: false,
             record_toggle_requested: false,
             recording: None,
-            table: Vec::new(),
+            table: None,
             sort: SortColumn::default(),
             filter: String::new(),
             filter_editing: false,
@@ -694,13 +702,13 @@ impl App {
     /// The sites table: site rows of the last good snapshot that match the filter (see
     /// [`App::filter`]), sorted by [`App::sort`] (live count descending by default).
     pub fn rows(&self) -> &[SiteRow] {
-        &self.table
+        self.table.as_deref().unwrap_or_else(|| self.shown().rows())
     }
 
     /// Sum of live tasks over all sites of the last good snapshot, filtered or not.
     pub fn live_total(&self) -> u64 {
         self.shown()
-            .rows
+            .rows()
             .iter()
             .fold(0u64, |acc, r| acc.saturating_add(r.live))
     }
@@ -780,7 +788,7 @@ impl App {
     /// The row of the last good snapshot for `site`, if it is there (filtered out of the
     /// table or not).
     pub fn site_row(&self, site: &str) -> Option<&SiteRow> {
-        self.shown().rows.iter().find(|r| r.site == site)
+        self.shown().rows().iter().find(|r| r.site == site)
     }
 
     /// The screen shown.
@@ -1226,19 +1234,15 @@ impl App {
 
         // While paused, what is shown (and so selected) does not change.
         let keys = (self.paused.is_none() && !self.bulk).then(|| self.selection_keys());
-        // A frame replayed only for the histories (see `bulk`) is never shown: its rows
-        // can be taken rather than copied.
-        let mut rows = if self.bulk {
-            std::mem::take(&mut snapshot.sites)
-        } else {
-            snapshot.sites.clone()
-        };
+        // The snapshot's own rows are sorted (no copy): the table and histories read them.
+        let rows = &mut snapshot.sites;
         rows.sort_by(|a, b| {
             b.live
                 .cmp(&a.live)
                 .then(b.spawned.cmp(&a.spawned))
                 .then_with(|| a.site.cmp(&b.site))
         });
+        let rows = &snapshot.sites;
 
         // Histories: every tracked site gets a sample (0 when absent) so that rings stay
         // aligned in time; new sites are tracked while there is room, busiest first.
@@ -1297,7 +1301,7 @@ impl App {
         let spawned = |rows: &[SiteRow]| rows.iter().fold(0u64, |a, r| a.saturating_add(r.spawned));
         data.spawn_rate = data.snapshot.as_ref().and_then(|prev| {
             let dt = snapshot.uptime_seconds - prev.uptime_seconds;
-            let (now, before) = (spawned(&rows), spawned(&data.rows));
+            let (now, before) = (spawned(rows), spawned(&prev.sites));
             (dt > 0.0 && now >= before && !is_restart(prev, &snapshot))
                 .then(|| (now - before) as f64 / dt)
         });
@@ -1305,8 +1309,12 @@ impl App {
             data.spawn_rate_history.push(rate.round() as u64);
         }
 
-        data.rows = rows;
-        data.snapshot = Some(snapshot);
+        // The replaced snapshot's task list (a file or tokio-console may carry up to a
+        // million rows, kept so that `s` saves them) is freed off this thread: freeing a
+        // million strings here would cost tens of milliseconds of a frame.
+        if let Some(mut old) = data.snapshot.replace(snapshot) {
+            discard::later(std::mem::take(&mut old.tasks));
+        }
         if let Some(keys) = keys {
             self.rebuild_table();
             // Keep the same site, lock and finding selected when the order changes.
@@ -1477,6 +1485,30 @@ mod tests {
         assert_eq!(app.status, ConnectionStatus::Connected);
         assert_eq!(app.received_at(), Some(t1));
         assert_eq!(app.data_age(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn task_lists_are_kept_for_saving_until_replaced() {
+        let t0 = Instant::now();
+        let mut app = App::new("http://x", t0);
+        let mut s = snap(vec![site("a", 2000)]);
+        s.tasks = (0..2000)
+            .map(|id| taskscope::model::TaskRow {
+                id,
+                site: "a".into(),
+                ..Default::default()
+            })
+            .collect();
+        s.tasks_total = 2000;
+        app.apply(Ok(s), t0);
+        let shown = app.snapshot().unwrap();
+        assert_eq!(shown.tasks.len(), 2000);
+        assert_eq!(shown.tasks_total, 2000);
+        assert_eq!(app.rows()[0].live, 2000);
+        // The next snapshot replaces it (the old list is freed on the background thread).
+        app.apply(Ok(snap(vec![site("a", 3)])), t0);
+        assert!(app.snapshot().unwrap().tasks.is_empty());
+        assert_eq!(app.rows()[0].live, 3);
     }
 
     #[test]

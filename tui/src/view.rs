@@ -851,7 +851,8 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
     ])
     .style(theme.fg(Color::Yellow).add_modifier(Modifier::BOLD));
 
-    let body = rows.iter().map(|r| {
+    let body = |i: usize| {
+        let r = &rows[i];
         let site_history = app.site_history(&r.site);
         let history: Vec<u64> = site_history
             .map(|h| h.samples().collect())
@@ -888,7 +889,7 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
             right(fmt_busy(r.busy_seconds)),
             Cell::from(sparkline(&history, usize::from(spark_width))).style(theme.fg(Color::Green)),
         ])
-    });
+    };
 
     let widths = [
         Constraint::Length(site_width),
@@ -902,7 +903,7 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
     render_table_rows(
         frame,
         area,
-        body,
+        (rows.len(), body),
         widths,
         header,
         block,
@@ -1456,7 +1457,8 @@ fn render_locks_table(frame: &mut Frame, area: Rect, app: &App) {
     }));
     let header = Row::new(header).style(theme.fg(Color::Yellow).add_modifier(Modifier::BOLD));
 
-    let body = locks.iter().map(|l| {
+    let body = |i: usize| {
+        let l = &locks[i];
         let label = clean(&l.lock);
         let lock_cell = match app.lock_severity(&l.lock).map(severity_tag) {
             Some((_, color)) => Cell::from(Line::from(vec![
@@ -1495,14 +1497,14 @@ fn render_locks_table(frame: &mut Frame, area: Rect, app: &App) {
             }
         }));
         Row::new(cells)
-    });
+    };
 
     let mut widths = vec![Constraint::Length(lock_width)];
     widths.extend(cols.iter().map(|c| Constraint::Length(c.width())));
     render_table_rows(
         frame,
         area,
-        body,
+        (locks.len(), body),
         widths,
         header,
         block,
@@ -1846,7 +1848,8 @@ fn render_findings_table(frame: &mut Frame, area: Rect, app: &App) {
         right("Count".into()),
     ])
     .style(theme.fg(Color::Yellow).add_modifier(Modifier::BOLD));
-    let body = findings.iter().map(|f| {
+    let body = |i: usize| {
+        let f = &findings[i];
         let (tag, color) = severity_tag(f.severity);
         Row::new([
             Cell::from(Span::styled(
@@ -1857,7 +1860,7 @@ fn render_findings_table(frame: &mut Frame, area: Rect, app: &App) {
             Cell::from(truncate_left(&clean(&f.site), usize::from(site_width))),
             right(f.count.to_string()),
         ])
-    });
+    };
     let widths = [
         Constraint::Length(4),
         Constraint::Length(kind_width),
@@ -1867,7 +1870,7 @@ fn render_findings_table(frame: &mut Frame, area: Rect, app: &App) {
     render_table_rows(
         frame,
         area,
-        body,
+        (findings.len(), body),
         widths,
         header,
         block,
@@ -2307,31 +2310,65 @@ fn truncate_left(s: &str, width: usize) -> String {
     format!("…{tail}")
 }
 
-/// Draws a table with one highlighted (selected) row, scrolled to `offset`: the shape every
-/// list view shares.
+/// Draws a table of `len` rows with one highlighted (selected) row, scrolled to `offset`:
+/// the shape every list view shares. Only the rows that fit are built (`row(i)` for the
+/// rows on screen): a table of 10k sites builds ~50 rows per frame, not 10k.
 fn render_table_rows<'a>(
     frame: &mut Frame,
     area: Rect,
-    body: impl IntoIterator<Item = Row<'a>>,
+    (len, row): (usize, impl Fn(usize) -> Row<'a>),
     widths: impl IntoIterator<Item = Constraint>,
     header: Row<'a>,
     block: Block<'a>,
     (offset, selected): (usize, usize),
 ) {
-    let table = Table::new(body, widths)
+    // Rows that fit: inside the borders, under the column titles (one line, no margin).
+    let fit = usize::from(area.height.saturating_sub(3));
+    let start = visible_start(len, fit, offset, selected);
+    let end = len.min(start + fit);
+    let table = Table::new((start..end).map(row), widths)
         .header(header)
         .block(block)
         .column_spacing(1)
         .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default()
-        .with_offset(offset)
-        .with_selected(Some(selected));
+    let mut state = TableState::default().with_offset(0).with_selected(Some(
+        selected.min(len.saturating_sub(1)).saturating_sub(start),
+    ));
     frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// The first row shown of a table of `len` one-line rows where `fit` rows fit, asked to
+/// start at `offset` with row `selected` selected: moved as little as keeps the selected
+/// row on screen, as ratatui's `Table` moves its offset.
+fn visible_start(len: usize, fit: usize, offset: usize, selected: usize) -> usize {
+    let start = offset.min(len.saturating_sub(1));
+    let selected = selected.min(len.saturating_sub(1));
+    if fit == 0 {
+        start
+    } else if selected >= start + fit {
+        selected + 1 - fit
+    } else {
+        start.min(selected)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_rows_on_screen_are_built_and_the_selection_stays_visible() {
+        // 10 rows fit: the window starts at the offset while the selection is inside it.
+        assert_eq!(visible_start(10_000, 10, 0, 0), 0);
+        assert_eq!(visible_start(10_000, 10, 40, 45), 40);
+        // Selection below the window: it becomes the last row shown.
+        assert_eq!(visible_start(10_000, 10, 0, 25), 16);
+        // Selection above it: it becomes the first row shown.
+        assert_eq!(visible_start(10_000, 10, 30, 12), 12);
+        // Offsets past the end are cut to the last row, as ratatui's Table does.
+        assert_eq!(visible_start(3, 10, 7, 2), 2);
+        assert_eq!(visible_start(3, 0, 1, 2), 1);
+    }
 
     #[test]
     fn dates_from_files_never_panic() {

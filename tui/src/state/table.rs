@@ -1,6 +1,7 @@
 //! The sites table as shown: sorted by a column (`S` cycles it) and filtered by text
-//! (`/`). The table is a copy of the shown data's rows, rebuilt when the data, the sort or
-//! the filter changes, so that drawing and the selection index into one stable list.
+//! (`/`). The table is the shown data's rows, or a copy of them when filtered or sorted
+//! otherwise, rebuilt when the data, the sort or the filter changes, so that drawing and
+//! the selection index into one stable list.
 
 use std::cmp::Reverse;
 
@@ -116,7 +117,7 @@ impl App {
 
     /// Number of sites in the shown data, filtered or not.
     pub fn total_sites(&self) -> usize {
-        self.shown().rows.len()
+        self.shown().rows().len()
     }
 
     /// Change of `row`'s live count: since the baseline when the snapshot has one (as the
@@ -139,12 +140,17 @@ impl App {
         self.restore_selection(keys);
     }
 
-    /// The shown data's rows that match the filter, in the sort order.
+    /// The shown data's rows that match the filter, in the sort order: `None` when that is
+    /// the shown rows as they are (no filter, sorted by live count), else a copy.
     pub(super) fn rebuild_table(&mut self) {
+        if self.filter.is_empty() && self.sort == SortColumn::Live {
+            self.table = None;
+            return;
+        }
         let needle = self.filter.to_lowercase();
         let mut table: Vec<SiteRow> = self
             .shown()
-            .rows
+            .rows()
             .iter()
             .filter(|r| needle.is_empty() || r.site.to_lowercase().contains(&needle))
             .cloned()
@@ -164,6 +170,6 @@ impl App {
             SortColumn::Busy => table.sort_by(|a, b| b.busy_seconds.total_cmp(&a.busy_seconds)),
             SortColumn::Site => table.sort_by(|a, b| a.site.cmp(&b.site)),
         }
-        self.table = table;
+        self.table = Some(table);
     }
 }
