@@ -263,6 +263,14 @@ struct SelectionKeys {
     finding: Option<(FindingKind, String)>,
 }
 
+/// Whether the user has picked a row in each table (see `App::picked`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Picked {
+    site: bool,
+    lock: bool,
+    finding: bool,
+}
+
 /// `refresh` within [`MIN_REFRESH`]`..=`[`MAX_REFRESH`].
 fn clamp_refresh(refresh: Duration) -> Duration {
     refresh.clamp(MIN_REFRESH, MAX_REFRESH)
@@ -320,6 +328,11 @@ pub struct App {
     selected: usize,
     offset: usize,
     viewport_rows: usize,
+    /// Which tables' selections the user has picked (moved, clicked, or jumped to from a
+    /// finding). A picked row is followed when the order changes; until then the selection
+    /// stays on the top row, so that Enter on a fresh screen opens what is on top (the
+    /// busiest site, the worst finding) rather than whatever was there at startup.
+    picked: Picked,
     view: View,
     detail: Option<Detail>,
     /// Ids handed out to dump requests so far.
@@ -374,6 +387,7 @@ impl App {
             help: false,
             help_scroll: (0, 0, 1),
             selected: 0,
+            picked: Picked::default(),
             offset: 0,
             viewport_rows: 10,
             view: View::Sites,
@@ -957,6 +971,7 @@ impl App {
                 }
                 if let Some(i) = self.rows().iter().position(|r| r.site == site) {
                     self.selected = i;
+                    self.picked.site = true;
                     self.clamp();
                     if self.open_detail() {
                         self.detail_back = View::Findings;
@@ -968,6 +983,7 @@ impl App {
                     lock.and_then(|lock| self.locks().iter().position(|l| l.lock == lock))
                 {
                     self.lock_selected = i;
+                    self.picked.lock = true;
                 }
                 self.open_locks();
                 self.locks_back = View::Findings;
@@ -1135,16 +1151,20 @@ impl App {
 
     /// Moves the selection in the sites, locks or findings table, or scrolls the detail
     /// view, clamped.
+    /// Home goes back to following the top row.
     pub fn navigate(&mut self, nav: Nav) {
         if self.view == View::Overview {
             return;
         }
+        let picked = nav != Nav::Home;
         if self.view == View::Locks {
+            self.picked.lock = picked;
             self.lock_selected = moved(self.lock_selected, nav, self.lock_viewport_rows);
             self.clamp_locks();
             return;
         }
         if self.view == View::Findings {
+            self.picked.finding = picked;
             self.finding_selected = moved(self.finding_selected, nav, self.finding_viewport_rows);
             self.clamp_findings();
             return;
@@ -1164,6 +1184,7 @@ impl App {
             }
             return;
         }
+        self.picked.site = picked;
         self.selected = moved(self.selected, nav, self.viewport_rows);
         self.clamp();
     }
@@ -1174,14 +1195,17 @@ impl App {
         match self.view {
             View::Sites => {
                 self.selected = index;
+                self.picked.site = true;
                 self.clamp();
             }
             View::Locks => {
                 self.lock_selected = index;
+                self.picked.lock = true;
                 self.clamp_locks();
             }
             View::Findings => {
                 self.finding_selected = index;
+                self.picked.finding = true;
                 self.clamp_findings();
             }
             View::Detail | View::Overview => {}
@@ -1193,12 +1217,23 @@ impl App {
         (self.selected, self.offset) = clamped(self.selected, self.offset, self.viewport_rows, n);
     }
 
-    /// What is selected in each table, by identity.
+    /// What is selected in each table, by identity. Rows not picked by the user have no key: their selection stays where it is (the
+    /// top row).
     fn selection_keys(&self) -> SelectionKeys {
+        let picked = self.picked;
         SelectionKeys {
-            site: self.rows().get(self.selected).map(|r| r.site.clone()),
-            lock: self.selected_lock().map(|l| l.lock.clone()),
-            finding: self.selected_finding().map(|f| (f.kind, f.site.clone())),
+            site: picked
+                .site
+                .then(|| self.rows().get(self.selected).map(|r| r.site.clone()))
+                .flatten(),
+            lock: picked
+                .lock
+                .then(|| self.selected_lock().map(|l| l.lock.clone()))
+                .flatten(),
+            finding: picked
+                .finding
+                .then(|| self.selected_finding().map(|f| (f.kind, f.site.clone())))
+                .flatten(),
         }
     }
 
@@ -1427,6 +1462,77 @@ mod tests {
         FetchError::ConnectionRefused {
             url: "http://127.0.0.1:1/debug/taskscope/snapshot".into(),
         }
+    }
+
+    #[test]
+    fn the_selection_stays_on_top_until_a_row_is_picked_then_follows_it() {
+        let t0 = Instant::now();
+        let mut app = App::new("http://x", t0);
+        app.apply(
+            Ok(snap(vec![site("worker.rs:1:1", 5), site("leak.rs:2:2", 1)])),
+            t0,
+        );
+        assert_eq!(
+            app.rows().get(app.selected()).map(|r| r.site.as_str()),
+            Some("worker.rs:1:1")
+        );
+        // The leak overtakes: nothing picked yet, so the top row (the leak) is selected.
+        app.apply(
+            Ok(snap(vec![
+                site("worker.rs:1:1", 5),
+                site("leak.rs:2:2", 50),
+            ])),
+            t0,
+        );
+        assert_eq!(
+            app.rows().get(app.selected()).map(|r| r.site.as_str()),
+            Some("leak.rs:2:2")
+        );
+        // Picked (moved down to worker.rs): followed when the order changes again.
+        app.navigate(Nav::Down);
+        app.apply(
+            Ok(snap(vec![
+                site("worker.rs:1:1", 99),
+                site("leak.rs:2:2", 50),
+            ])),
+            t0,
+        );
+        assert_eq!(app.rows()[0].site, "worker.rs:1:1");
+        app.apply(
+            Ok(snap(vec![
+                site("worker.rs:1:1", 1),
+                site("leak.rs:2:2", 60),
+            ])),
+            t0,
+        );
+        assert_eq!(
+            app.rows().get(app.selected()).map(|r| r.site.as_str()),
+            Some("worker.rs:1:1")
+        );
+        // Home: back to following the top row.
+        app.navigate(Nav::Home);
+        app.apply(
+            Ok(snap(vec![
+                site("worker.rs:1:1", 70),
+                site("leak.rs:2:2", 60),
+            ])),
+            t0,
+        );
+        assert_eq!(
+            app.rows().get(app.selected()).map(|r| r.site.as_str()),
+            Some("worker.rs:1:1")
+        );
+        app.apply(
+            Ok(snap(vec![
+                site("worker.rs:1:1", 7),
+                site("leak.rs:2:2", 60),
+            ])),
+            t0,
+        );
+        assert_eq!(
+            app.rows().get(app.selected()).map(|r| r.site.as_str()),
+            Some("leak.rs:2:2")
+        );
     }
 
     #[test]
