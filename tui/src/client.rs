@@ -159,6 +159,18 @@ pub fn dump_url(base_url: &str, site: &str) -> String {
     )
 }
 
+/// `url` asking for the runtime named `runtime` of an exporter serving several
+/// (`?runtime=NAME`, or `&runtime=NAME` after a query); `url` itself for `None`.
+pub fn with_runtime(url: String, runtime: Option<&str>) -> String {
+    match runtime {
+        None => url,
+        Some(name) => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}runtime={}", percent_encode(name))
+        }
+    }
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters (for a query value).
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -316,18 +328,27 @@ pub const DIFF_PATH: &str = "/debug/taskscope/diff";
 /// Marks a baseline on the target now; returns its time (milliseconds since the Unix
 /// epoch) as the target reports it.
 pub async fn mark_baseline(client: &reqwest::Client, base_url: &str) -> Result<u64, FetchError> {
+    mark_baseline_at(client, &baseline_url(base_url)).await
+}
+
+/// The baseline URL for a base URL such as `http://127.0.0.1:6060`.
+pub fn baseline_url(base_url: &str) -> String {
+    format!("{}{BASELINE_PATH}", base_url.trim_end_matches('/'))
+}
+
+/// [`mark_baseline`] at a full baseline URL (see [`baseline_url`], [`with_runtime`]).
+pub async fn mark_baseline_at(client: &reqwest::Client, url: &str) -> Result<u64, FetchError> {
     #[derive(serde::Deserialize)]
     struct Marked {
         marked_at_unix_ms: u64,
     }
-    let url = format!("{}{BASELINE_PATH}", base_url.trim_end_matches('/'));
     let body = with_timeout(
-        &url,
+        url,
         FETCH_TIMEOUT,
-        request_inner(client.post(&url), &url, FETCH_TIMEOUT, 4096),
+        request_inner(client.post(url), url, FETCH_TIMEOUT, 4096),
     )
     .await?;
-    let marked: Marked = decode_small(&url, "baseline answer", &body, "marked_at_unix_ms")?;
+    let marked: Marked = decode_small(url, "baseline answer", &body, "marked_at_unix_ms")?;
     Ok(marked.marked_at_unix_ms)
 }
 

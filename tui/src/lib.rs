@@ -28,6 +28,7 @@ pub mod client;
 pub mod console;
 pub mod files;
 pub mod record;
+mod runtimes;
 pub mod source;
 pub mod state;
 pub mod top;
@@ -360,6 +361,8 @@ struct Link {
     fetch: Option<SourceFuture<Snapshot>>,
     dump: Option<(u64, SourceFuture<Dump>)>,
     baseline: Option<SourceFuture<u64>>,
+    /// Whether the target's runtimes were looked at (see [`runtimes::expand`]).
+    runtimes_expanded: bool,
 }
 
 /// A request of a [`Link`] that finished.
@@ -376,6 +379,7 @@ impl Link {
             fetch: None,
             dump: None,
             baseline: None,
+            runtimes_expanded: false,
         }
     }
 
@@ -517,14 +521,18 @@ async fn event_loop(
                 }
             }
             (i, done) = std::future::poll_fn(|cx| poll_links(&mut links, cx)) => {
+                let mut runtimes = Vec::new();
                 if let Done::Snapshot(result) = &done
                     && let Ok(snapshot) = result.as_ref()
                 {
                     record_frame(&mut wb, &mut recorder, i, snapshot);
+                    runtimes.clone_from(&snapshot.runtimes);
                 }
+                let now = Instant::now();
                 if let Some(app) = wb.target_mut(i) {
-                    apply_done(app, done, Instant::now());
+                    apply_done(app, done, now);
                 }
+                runtimes::expand(&mut wb, &mut links, i, &runtimes, now);
             }
             // Redraw when a footer notice expires, and to count the seconds since pausing.
             _ = tokio::time::sleep(Duration::from_millis(500)), if redraw_soon => {}

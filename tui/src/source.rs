@@ -30,7 +30,10 @@ use std::pin::Pin;
 
 use taskscope::model::{Dump, Snapshot};
 
-use crate::client::{FetchError, fetch_dump, fetch_snapshot, mark_baseline};
+use crate::client::{
+    DUMP_FETCH_TIMEOUT, FETCH_TIMEOUT, FetchError, MAX_BODY_BYTES, baseline_url, decode_dump,
+    decode_snapshot, dump_url, fetch_body, mark_baseline_at, snapshot_url, with_runtime,
+};
 
 /// A request to a source in flight.
 pub type SourceFuture<T> = Pin<Box<dyn Future<Output = Result<T, FetchError>>>>;
@@ -125,6 +128,14 @@ pub trait Source: Send {
     fn mark_baseline(&self) -> Result<SourceFuture<u64>, String> {
         Err(unavailable(&self.capabilities().baseline))
     }
+
+    /// The same target's runtime named `name`, for a target serving several runtimes
+    /// ([`Snapshot::runtimes`]): the TUI then watches each runtime as a target of its own.
+    /// `None` (the default) when this source cannot tell runtimes apart.
+    fn for_runtime(&self, name: &str) -> Option<Box<dyn Source>> {
+        let _ = name;
+        None
+    }
 }
 
 fn unavailable(capability: &Capability) -> String {
@@ -139,6 +150,8 @@ fn unavailable(capability: &Capability) -> String {
 pub struct HttpSource {
     client: reqwest::Client,
     url: String,
+    /// The runtime asked for (`?runtime=NAME`); `None`: the exporter's first.
+    runtime: Option<String>,
 }
 
 impl HttpSource {
@@ -148,7 +161,24 @@ impl HttpSource {
         HttpSource {
             client,
             url: url.into(),
+            runtime: None,
         }
+    }
+
+    /// The same exporter's runtime named `name` (every request carries `runtime=NAME`).
+    pub fn with_runtime(mut self, name: impl Into<String>) -> Self {
+        self.runtime = Some(name.into());
+        self
+    }
+
+    /// The runtime asked for, if one is.
+    pub fn runtime(&self) -> Option<&str> {
+        self.runtime.as_deref()
+    }
+
+    /// `url` for this source's runtime.
+    fn at(&self, url: String) -> String {
+        with_runtime(url, self.runtime.as_deref())
     }
 
     /// The exporter's base URL.
@@ -159,7 +189,7 @@ impl HttpSource {
 
 impl Source for HttpSource {
     fn label(&self) -> String {
-        self.url.clone()
+        runtime_label(&self.url, self.runtime.as_deref())
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -167,19 +197,38 @@ impl Source for HttpSource {
     }
 
     fn fetch(&self) -> SourceFuture<Snapshot> {
-        let (client, url) = (self.client.clone(), self.url.clone());
-        Box::pin(async move { fetch_snapshot(&client, &url).await })
+        let (client, url) = (self.client.clone(), self.at(snapshot_url(&self.url)));
+        Box::pin(async move {
+            let body = fetch_body(&client, &url, FETCH_TIMEOUT, MAX_BODY_BYTES).await?;
+            decode_snapshot(&url, &body)
+        })
     }
 
     fn dump(&self, site: &str) -> Result<SourceFuture<Dump>, String> {
-        let (client, url, site) = (self.client.clone(), self.url.clone(), site.to_string());
-        Ok(Box::pin(
-            async move { fetch_dump(&client, &url, &site).await },
-        ))
+        let (client, url) = (self.client.clone(), self.at(dump_url(&self.url, site)));
+        Ok(Box::pin(async move {
+            let body = fetch_body(&client, &url, DUMP_FETCH_TIMEOUT, MAX_BODY_BYTES).await?;
+            decode_dump(&url, &body)
+        }))
     }
 
     fn mark_baseline(&self) -> Result<SourceFuture<u64>, String> {
-        let (client, url) = (self.client.clone(), self.url.clone());
-        Ok(Box::pin(async move { mark_baseline(&client, &url).await }))
+        let (client, url) = (self.client.clone(), self.at(baseline_url(&self.url)));
+        Ok(Box::pin(
+            async move { mark_baseline_at(&client, &url).await },
+        ))
+    }
+
+    fn for_runtime(&self, name: &str) -> Option<Box<dyn Source>> {
+        Some(Box::new(self.clone().with_runtime(name)))
+    }
+}
+
+/// What the header shows for runtime `runtime` of the exporter at `url`:
+/// `http://127.0.0.1:6060 runtime=io`.
+pub fn runtime_label(url: &str, runtime: Option<&str>) -> String {
+    match runtime {
+        None => url.to_string(),
+        Some(name) => format!("{url} runtime={name}"),
     }
 }

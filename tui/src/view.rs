@@ -133,11 +133,20 @@ pub fn workbench_view_area(area: Rect, wb: &Workbench) -> Rect {
     Rect::new(area.x, area.y + 1, area.width, area.height - 1)
 }
 
-/// One target in the picker: number, identity (process name and pid once known, else the
-/// target's address) and state (live tasks, or why not).
+/// One target in the picker: number, identity (process name and pid once known, and the
+/// runtime's name when it has one, else the target's address) and state (live tasks, or
+/// why not).
 fn picker_entry(index: usize, app: &App) -> String {
     let who = match app.snapshot() {
-        Some(s) => format!("{}:{}", clean(&s.process.name), s.process.pid),
+        Some(s) => match s.agent.runtime_name.as_deref() {
+            Some(runtime) => format!(
+                "{}:{}/{}",
+                clean(&s.process.name),
+                s.process.pid,
+                clean(runtime)
+            ),
+            None => format!("{}:{}", clean(&s.process.name), s.process.pid),
+        },
         None => clean(
             app.target
                 .trim_start_matches("http://")

@@ -211,3 +211,32 @@ fn a_restarted_target_is_shown_as_a_new_process() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn runtimes_of_one_process_are_told_apart_in_the_picker_and_header() {
+    // What the loop makes of an exporter serving runtimes `web` and `io` (see
+    // src/runtimes.rs): one target per runtime, labelled with it.
+    let t0 = Instant::now();
+    let app = |label: &str, runtime: &str, live| {
+        let mut s = snapshot(300, "demo", live, 10.0);
+        s.agent.runtime_name = Some(runtime.into());
+        s.runtimes = vec!["web".into(), "io".into()];
+        let mut app = App::new(label, t0).with_no_color(true);
+        app.apply(Ok(s), t0);
+        app
+    };
+    let mut wb = Workbench::new(vec![
+        app("http://127.0.0.1:6060 runtime=web", "web", 4),
+        app("http://127.0.0.1:6060 runtime=io", "io", 2),
+    ]);
+    wb.select(1);
+    let lines = screen(&wb, 80, 24);
+    assert_eq!(
+        lines[0].trim_end(),
+        " 1 demo:300/web 4 live  [2 demo:300/io 2 live]   Tab/1-9 switch"
+    );
+    assert_eq!(
+        inner(&lines[2]),
+        "Status: CONNECTED every 1.0s   Target: http://127.0.0.1:6060 runtime=io"
+    );
+}

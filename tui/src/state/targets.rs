@@ -39,6 +39,18 @@ impl Workbench {
         self.targets.get_mut(index)
     }
 
+    /// Watches one more target (shown after the others); `false`, and nothing added, when
+    /// [`MAX_TARGETS`] are watched already. It takes the shared refresh interval.
+    pub fn add(&mut self, mut target: App) -> bool {
+        if self.targets.len() >= MAX_TARGETS {
+            return false;
+        }
+        target.set_refresh(self.app().refresh());
+        self.targets.push(target);
+        self.sync();
+        true
+    }
+
     /// Index of the target shown.
     pub fn active(&self) -> usize {
         self.active
