@@ -69,6 +69,10 @@ pub struct Args {
     /// flagged as growth, seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = positive_secs)]
     pub growth_window: f64,
+    /// Leak indicator: the least rise of a site's low-water mark (live tasks) between the
+    /// halves of the growth window that counts as growth.
+    #[arg(long, value_name = "TASKS", default_value_t = taskscope::leaks::DEFAULT_GROWTH_MIN_TASKS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub growth_min_tasks: u64,
     /// Leak indicator: track every task's wakers (taskscope's opt-in lost-waker layer) to
     /// report tasks that nothing can wake again (see fault `lostwaker`). Costs a tracing
     /// span per task and an event per waker operation.
@@ -145,6 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let agent = taskscope::Agent::builder()
         .idle_floor(Duration::from_secs_f64(args.idle_floor))
         .growth_window(Duration::from_secs_f64(args.growth_window))
+        .growth_min_tasks(args.growth_min_tasks)
         .max_blocking_threads(args.max_blocking_threads.max(1))
         .install(&mut builder);
     // Before the runtime exists: the lost-waker layer must see every task from its spawn.
