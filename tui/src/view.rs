@@ -37,6 +37,10 @@ pub const SPARK_MIN_RANGE: u64 = 10;
 pub const FOOTER: &str =
     "q quit  ↑/↓ select  Enter site & task dump  l locks  f findings  ? all keys";
 
+/// The keys line at the bottom of the sites table while a recording is replayed.
+pub const REPLAY_FOOTER: &str =
+    "q quit  ←/→ frame  ↑/↓ select  Enter site  l locks  f findings  ? all keys";
+
 /// The keys line at the bottom of the locks view.
 pub const LOCKS_FOOTER: &str = "l/q/Esc back  ↑/↓ select lock  PgUp/PgDn Home/End  ? all keys";
 
@@ -97,6 +101,9 @@ pub const MAX_FINDING_LINES: usize = 5;
 
 /// The keys line at the bottom of the site detail view.
 pub const DETAIL_FOOTER: &str = "q/Esc back  r new dump  ↑/↓ PgUp/PgDn Home/End scroll  ? all keys";
+
+/// [`DETAIL_FOOTER`] for a source that cannot take task dumps (a file, tokio-console).
+pub const DETAIL_FOOTER_NO_DUMPS: &str = "q/Esc back  ↑/↓ PgUp/PgDn Home/End scroll  ? all keys";
 
 /// Shown in the detail view while a dump is being taken.
 pub const TAKING_DUMP: &str = "taking a dump…";
@@ -248,7 +255,13 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
 /// Where the help overlay goes on a screen `area`: centred, at most 78 wide, as high as
 /// its lines allow.
 fn help_area(area: Rect) -> Rect {
-    let width = area.width.min(78);
+    // Narrower than the box and a margin on each side: the whole width, so that the view's
+    // borders do not show around the box.
+    let width = if area.width < HELP_WIDTH + 4 {
+        area.width
+    } else {
+        HELP_WIDTH
+    };
     let height = area.height.min(
         u16::try_from(HELP.len())
             .unwrap_or(u16::MAX)
@@ -261,6 +274,9 @@ fn help_area(area: Rect) -> Rect {
         height,
     )
 }
+
+/// Width of the help box.
+const HELP_WIDTH: u16 = 78;
 
 /// How many help lines fit on a screen `area`, and how many there are (for scrolling).
 pub fn help_metrics(area: Rect) -> (usize, usize) {
@@ -304,6 +320,11 @@ fn render_sites(frame: &mut Frame, area: Rect, app: &App) {
     render_table(frame, table, app);
     let footer_text = if app.filter_editing() {
         filter_prompt(app)
+    } else if app
+        .replay()
+        .is_some_and(|r| r.kind() == ReplayKind::Recording)
+    {
+        footer_line(app, REPLAY_FOOTER)
     } else {
         footer_line(app, FOOTER)
     };
@@ -325,23 +346,14 @@ fn footer_line(app: &App, keys: &'static str) -> Line<'static> {
 fn finding_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     let theme = Theme::new(app.no_color);
     let findings = app.snapshot().map_or(&[][..], |s| &s.findings[..]);
-    let text_width = width.saturating_sub(5).max(20);
     let mut lines: Vec<Line<'static>> = Vec::new();
     let mut shown = 0;
     for f in findings {
-        let wrapped = wrap_words(&clean(&f.summary), text_width);
-        if lines.len() + wrapped.len() > MAX_FINDING_LINES - 1 && shown > 0 {
+        let entry = finding_entry_lines(f, width, theme, usize::MAX);
+        if lines.len() + entry.len() > MAX_FINDING_LINES - 1 && shown > 0 {
             break;
         }
-        let (tag, color) = severity_tag(f.severity);
-        for (i, part) in wrapped.into_iter().enumerate() {
-            let lead = if i == 0 {
-                Span::styled(tag, theme.fg(color).add_modifier(Modifier::BOLD))
-            } else {
-                Span::raw("    ")
-            };
-            lines.push(Line::from(vec![lead, Span::raw(" "), Span::raw(part)]));
-        }
+        lines.extend(entry);
         shown += 1;
     }
     if findings.len() > shown {
@@ -462,7 +474,7 @@ pub fn table_body_rows(area: Rect, app: &App) -> usize {
 }
 
 fn layout(area: Rect, app: &App) -> [Rect; 4] {
-    let header_height = header_lines(app).len() as u16 + 2;
+    let header_height = header_lines(app, area.width.saturating_sub(2)).len() as u16 + 2;
     let findings = finding_lines(app, usize::from(area.width.saturating_sub(2))).len() as u16;
     let findings_height = if findings == 0 { 0 } else { findings + 2 };
     Layout::vertical([
@@ -641,7 +653,9 @@ fn fmt_utc_datetime(unix_ms: u64) -> String {
     format!("{} UTC", text.trim_end_matches('Z').replacen('T', " ", 1))
 }
 
-fn header_lines(app: &App) -> Vec<Line<'static>> {
+/// The header's lines for an inner width of `width` columns (the workers line shortens to
+/// fit; see [`workers_line`]).
+fn header_lines(app: &App, width: u16) -> Vec<Line<'static>> {
     let theme = Theme::new(app.no_color);
     let bold = Modifier::BOLD;
     let label = |s: &'static str| Span::styled(s, theme.label());
@@ -649,10 +663,15 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
 
     let snap = app.snapshot();
     let dash = || "-".to_string();
-    let process = snap.map_or_else(dash, |s| {
-        format!("{} (pid {})", clean(&s.process.name), s.process.pid)
+    // Pid 0: a source that does not know the process (tokio-console's API says neither
+    // pid nor uptime); shown as unknown rather than as zeros.
+    let process = snap.map_or_else(dash, |s| match s.process.pid {
+        0 => clean(&s.process.name),
+        pid => format!("{} (pid {pid})", clean(&s.process.name)),
     });
-    let mut uptime = snap.map_or_else(dash, |s| fmt_uptime(s.uptime_seconds));
+    let mut uptime = snap
+        .filter(|s| s.process.pid != 0)
+        .map_or_else(dash, |s| fmt_uptime(s.uptime_seconds));
     if let Some(at) = app.restarted_at() {
         // Replaying, ages count to the frame shown.
         let now = app.replay().map_or(app.now(), |r| r.anchor());
@@ -669,7 +688,7 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
         label("Uptime: "),
         Span::raw(uptime),
     ]));
-    lines.push(workers_line(runtime, theme));
+    lines.push(workers_line(runtime, theme, width));
 
     let live = snap.map_or_else(dash, |_| app.live_total().to_string());
     let alive = runtime.map_or_else(dash, |r| r.alive_tasks.to_string());
@@ -728,9 +747,29 @@ fn severity_counts(severities: impl Iterator<Item = Severity>, theme: Theme) -> 
     spans
 }
 
-/// Workers (and the CPUs they share), blocked workers in red, busy ratios, blocking pool.
-fn workers_line(runtime: Option<&RuntimeInfo>, theme: Theme) -> Line<'static> {
+/// Workers (and the CPUs they share), blocked workers in red, busy ratios, blocking pool,
+/// in at most `width` columns: the least shortened of [`workers_line_at`]'s forms that
+/// fits (the overview has every figure in full).
+fn workers_line(runtime: Option<&RuntimeInfo>, theme: Theme, width: u16) -> Line<'static> {
+    let mut line = workers_line_at(runtime, theme, 0);
+    for level in 1..=WORKERS_LINE_LEVELS {
+        if line.width() <= usize::from(width) {
+            break;
+        }
+        line = workers_line_at(runtime, theme, level);
+    }
+    line
+}
+
+/// How far [`workers_line_at`] can shorten the workers line.
+const WORKERS_LINE_LEVELS: u8 = 4;
+
+/// The workers line, shortened by `level`: 0 in full; 1 with narrower gaps and busy ratios
+/// as average and maximum; 2 without the blocking pool's maximum; 3 with the average busy
+/// ratio only; 4 without busy ratios.
+fn workers_line_at(runtime: Option<&RuntimeInfo>, theme: Theme, level: u8) -> Line<'static> {
     let label = |s: &'static str| Span::styled(s, theme.label());
+    let gap = if level == 0 { "   " } else { "  " };
     let Some(r) = runtime else {
         return Line::from(vec![label("Workers: "), Span::raw("-")]);
     };
@@ -747,7 +786,7 @@ fn workers_line(runtime: Option<&RuntimeInfo>, theme: Theme) -> Line<'static> {
     } else {
         Span::raw(workers)
     });
-    spans.extend([Span::raw("   "), label("Blocked: ")]);
+    spans.extend([Span::raw(gap), label("Blocked: ")]);
     if r.blocked_workers == 0 {
         spans.push(Span::styled("none", theme.fg(Color::Green)));
     } else {
@@ -761,28 +800,31 @@ fn workers_line(runtime: Option<&RuntimeInfo>, theme: Theme) -> Line<'static> {
             theme.fg(Color::Red).add_modifier(Modifier::BOLD),
         ));
     }
-    if !r.worker_busy_ratio.is_empty() {
-        spans.extend([Span::raw("   "), label("Busy: ")]);
+    if !r.worker_busy_ratio.is_empty() && level < 4 {
+        spans.extend([Span::raw(gap), label("Busy: ")]);
         let pct = |x: f64| format!("{:.0}%", x * 100.0);
         let ratios = &r.worker_busy_ratio;
-        if ratios.len() <= 8 {
+        let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+        let max = ratios.iter().copied().fold(0.0, f64::max);
+        if level == 0 && ratios.len() <= 8 || ratios.len() == 1 {
             let all: Vec<String> = ratios.iter().map(|x| pct(*x)).collect();
             spans.push(Span::raw(all.join(" ")));
-        } else {
-            let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
-            let max = ratios.iter().copied().fold(0.0, f64::max);
+        } else if level < 3 {
             spans.push(Span::raw(format!("avg {} max {}", pct(mean), pct(max))));
+        } else {
+            spans.push(Span::raw(format!("avg {}", pct(mean))));
         }
     }
     let busy = r.blocking_threads.saturating_sub(r.idle_blocking_threads);
     let max = r
         .max_blocking_threads
+        .filter(|_| level < 2)
         .map_or(String::new(), |m| format!(" (max {m})"));
     let pool = format!(
         "{busy}/{} busy{max}, {} queued",
         r.blocking_threads, r.blocking_queue_depth
     );
-    spans.extend([Span::raw("   "), label("Blocking: ")]);
+    spans.extend([Span::raw(gap), label("Blocking: ")]);
     spans.push(if r.blocking_saturated_seconds > 0.0 {
         Span::styled(pool, theme.fg(Color::Red))
     } else {
@@ -797,7 +839,8 @@ fn render_header(frame: &mut Frame, area: Rect, app: &App) {
         " taskscope ",
         theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
     ));
-    frame.render_widget(Paragraph::new(header_lines(app)).block(block), area);
+    let lines = header_lines(app, area.width.saturating_sub(2));
+    frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
 fn render_table(frame: &mut Frame, area: Rect, app: &App) {
@@ -856,7 +899,12 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
         sorted(right("Spawned".into()), SortColumn::Spawned),
         sorted(right("Completed".into()), SortColumn::Completed),
         sorted(right("Busy (s)".into()), SortColumn::Busy),
-        Cell::from("Live (60s)"),
+        // The sparkline's title, shortened where the column is narrower.
+        Cell::from(if spark_width >= 10 {
+            "Live (60s)"
+        } else {
+            "Live 60s"
+        }),
     ])
     .style(theme.fg(Color::Yellow).add_modifier(Modifier::BOLD));
 
@@ -933,7 +981,7 @@ pub fn detail_metrics(area: Rect, app: &App) -> (usize, usize) {
 }
 
 fn detail_layout(area: Rect, app: &App, detail: &Detail) -> [Rect; 3] {
-    let header_height = detail_header_lines(app, detail).len() as u16 + 2;
+    let header_height = detail_header_lines(app, detail, area).len() as u16 + 2;
     Layout::vertical([
         Constraint::Length(header_height),
         Constraint::Min(0),
@@ -951,7 +999,7 @@ fn render_detail(frame: &mut Frame, area: Rect, app: &App, detail: &Detail) {
         theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
     ));
     frame.render_widget(
-        Paragraph::new(detail_header_lines(app, detail)).block(block),
+        Paragraph::new(detail_header_lines(app, detail, area)).block(block),
         header,
     );
 
@@ -974,12 +1022,20 @@ fn render_detail(frame: &mut Frame, area: Rect, app: &App, detail: &Detail) {
         Paragraph::new(shown).block(Block::default().borders(Borders::ALL).title(title)),
         body,
     );
-    frame.render_widget(Paragraph::new(footer_line(app, DETAIL_FOOTER)), footer);
+    let keys = if app.capabilities().dumps.is_available() {
+        DETAIL_FOOTER
+    } else {
+        DETAIL_FOOTER_NO_DUMPS
+    };
+    frame.render_widget(Paragraph::new(footer_line(app, keys)), footer);
 }
 
-/// The detail view's header: connection status, the site, its counts from the last
-/// snapshot (refreshed with every poll).
-fn detail_header_lines(app: &App, detail: &Detail) -> Vec<Line<'static>> {
+/// The detail view's header on a screen `area`: connection status, the site, its counts
+/// from the last snapshot (refreshed with every poll), and its findings, wrapped (at most
+/// [`detail_finding_lines`] lines of them, so that the dump keeps the screen).
+fn detail_header_lines(app: &App, detail: &Detail, area: Rect) -> Vec<Line<'static>> {
+    let width = usize::from(area.width.saturating_sub(2));
+    let max_finding_lines = detail_finding_lines(area.height);
     let theme = Theme::new(app.no_color);
     let label = |s: &'static str| Span::styled(s, theme.label());
     let mut lines = status_lines(app);
@@ -1014,20 +1070,68 @@ fn detail_header_lines(app: &App, detail: &Detail) -> Vec<Line<'static>> {
         None => Line::from(Span::styled("no snapshot yet", theme.dim())),
     };
     lines.push(counts);
-    for f in app
+    let findings: Vec<&Finding> = app
         .snapshot()
         .into_iter()
         .flat_map(|s| &s.findings)
         .filter(|f| f.site == detail.site())
-    {
-        let (tag, color) = severity_tag(f.severity);
-        lines.push(Line::from(vec![
-            Span::styled(tag, theme.fg(color).add_modifier(Modifier::BOLD)),
-            Span::raw(" "),
-            Span::raw(clean(&f.summary)),
-        ]));
+        .collect();
+    let mut finding_lines = Vec::new();
+    let mut shown = 0;
+    for f in &findings {
+        let entry = finding_entry_lines(f, width, theme, usize::MAX);
+        if finding_lines.len() + entry.len() > max_finding_lines && shown > 0 {
+            break;
+        }
+        finding_lines.extend(entry);
+        shown += 1;
+    }
+    lines.extend(finding_lines);
+    if findings.len() > shown {
+        lines.push(Line::from(Span::styled(
+            format!("… and {} more (f lists them all)", findings.len() - shown),
+            theme.dim(),
+        )));
     }
     lines
+}
+
+/// Most lines of findings in the detail view's header on a screen `height` rows high: the
+/// first finding in full, and more on tall screens.
+fn detail_finding_lines(height: u16) -> usize {
+    if height < 30 { 3 } else { 6 }
+}
+
+/// One finding as the sites view, the detail header and the lock pane show it: its
+/// severity tag, then its sentence wrapped at words into `width` columns, indented under the
+/// tag; at most `max_lines` lines, the last ending in `…` when cut.
+fn finding_entry_lines(
+    f: &Finding,
+    width: usize,
+    theme: Theme,
+    max_lines: usize,
+) -> Vec<Line<'static>> {
+    let (tag, color) = severity_tag(f.severity);
+    let text_width = width.saturating_sub(5).max(20);
+    let mut wrapped = wrap_words(&clean(&f.summary), text_width);
+    if wrapped.len() > max_lines.max(1) {
+        wrapped.truncate(max_lines.max(1));
+        let last = wrapped.last_mut().expect("not empty");
+        let keep = text_width.saturating_sub(1).min(last.chars().count());
+        *last = last.chars().take(keep).collect::<String>() + "…";
+    }
+    wrapped
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let lead = if i == 0 {
+                Span::styled(tag, theme.fg(color).add_modifier(Modifier::BOLD))
+            } else {
+                Span::raw("    ")
+            };
+            Line::from(vec![lead, Span::raw(" "), Span::raw(part)])
+        })
+        .collect()
 }
 
 /// Every content line of the detail view's dump pane, `width` columns wide (frames are
@@ -1169,18 +1273,22 @@ fn detail_lines(app: &App, detail: &Detail, width: usize) -> Vec<Line<'static>> 
 
 /// One group: `10 tasks @ site  idle min/median/max …  age max …`, then its stacks,
 /// innermost frame first.
+/// Where that does not fit in `width`, the idle and age figures go on a line of their own.
 fn group_lines(g: &DumpGroup, width: usize, theme: Theme) -> Vec<Line<'static>> {
-    let mut lines = vec![Line::from(vec![
-        Span::styled(
-            format!("{} tasks @ {}", g.count, clean(&g.site)),
-            theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
-        ),
-        Span::raw(format!(
-            "  idle min/median/max {}  age max {}",
-            fmt_spread(&g.idle_seconds),
-            fmt_secs(g.age_seconds.max)
-        )),
-    ])];
+    let title = Span::styled(
+        format!("{} tasks @ {}", g.count, clean(&g.site)),
+        theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+    );
+    let ages = format!(
+        "idle min/median/max {}  age max {}",
+        fmt_spread(&g.idle_seconds),
+        fmt_secs(g.age_seconds.max)
+    );
+    let mut lines = if title.width() + 2 + ages.chars().count() <= width {
+        vec![Line::from(vec![title, Span::raw(format!("  {ages}"))])]
+    } else {
+        vec![Line::from(title), Line::from(format!("    {ages}"))]
+    };
     if g.stacks.is_empty() {
         lines.push(Line::from(Span::styled(
             "    (no await point: registry only, or not traced)",
@@ -1472,12 +1580,12 @@ fn render_locks_table(frame: &mut Frame, area: Rect, app: &App) {
         let lock_cell = match app.lock_severity(&l.lock).map(severity_tag) {
             Some((_, color)) => Cell::from(Line::from(vec![
                 Span::styled("! ", theme.fg(color).add_modifier(Modifier::BOLD)),
-                Span::raw(truncate_left(
+                Span::raw(shorten_lock_label(
                     &label,
                     usize::from(lock_width).saturating_sub(2),
                 )),
             ])),
-            None => Cell::from(truncate_left(&label, usize::from(lock_width))),
+            None => Cell::from(shorten_lock_label(&label, usize::from(lock_width))),
         };
         let holders = count_with_more(l.holders.len(), l.more_holders);
         let waiters = count_with_more(l.waiters.len(), l.more_waiters);
@@ -1671,31 +1779,9 @@ fn lock_detail_lines(app: &App, lock: &LockRow, width: usize, rows: usize) -> Ve
     }
     let mut lines = vec![Line::from(Span::raw(info))];
 
-    let text_width = width.saturating_sub(5).max(20);
     let findings: Vec<Vec<Line<'static>>> = app
         .lock_findings(&lock.lock)
-        .map(|f| {
-            let (tag, color) = severity_tag(f.severity);
-            let mut wrapped = wrap_words(&clean(&f.summary), text_width);
-            if wrapped.len() > MAX_LOCK_FINDING_LINES {
-                wrapped.truncate(MAX_LOCK_FINDING_LINES);
-                let last = wrapped.last_mut().expect("not empty");
-                let keep = text_width.saturating_sub(1).min(last.chars().count());
-                *last = last.chars().take(keep).collect::<String>() + "…";
-            }
-            wrapped
-                .into_iter()
-                .enumerate()
-                .map(|(i, part)| {
-                    let lead = if i == 0 {
-                        Span::styled(tag, theme.fg(color).add_modifier(Modifier::BOLD))
-                    } else {
-                        Span::raw("    ")
-                    };
-                    Line::from(vec![lead, Span::raw(" "), Span::raw(part)])
-                })
-                .collect()
-        })
+        .map(|f| finding_entry_lines(f, width, theme, MAX_LOCK_FINDING_LINES))
         .collect();
     let delay = &lock.delay_by_holder_site;
     let sections = vec![
@@ -2301,6 +2387,25 @@ fn clean(s: &str) -> String {
 }
 
 /// Keeps the end of `s` (the file name and line) when it is wider than `width`.
+/// A lock's label in at most `width` characters. A named lock, `sessions (src/a.rs:18:22)`,
+/// keeps its name and the end of its site (`sessions (…/a.rs:18:22)`); a lock known by
+/// its site only is cut from the left like a spawn site.
+fn shorten_lock_label(label: &str, width: usize) -> String {
+    if label.chars().count() <= width {
+        return label.to_string();
+    }
+    if let Some((name, site)) = label.strip_suffix(')').and_then(|l| l.rsplit_once(" (")) {
+        let room = width.saturating_sub(name.chars().count() + 3);
+        if room >= MIN_LOCK_SITE_CHARS {
+            return format!("{name} ({})", truncate_left(site, room));
+        }
+    }
+    truncate_left(label, width)
+}
+
+/// Fewest characters of a named lock's site worth showing after its name.
+const MIN_LOCK_SITE_CHARS: usize = 12;
+
 fn truncate_left(s: &str, width: usize) -> String {
     let n = s.chars().count();
     if n <= width {
@@ -2364,6 +2469,22 @@ fn visible_start(len: usize, fit: usize, offset: usize, selected: usize) -> usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_locks_keep_their_name_when_cut() {
+        let label = "sessions (demo-service/src/session.rs:18:22)";
+        assert_eq!(shorten_lock_label(label, 44), label);
+        assert_eq!(
+            shorten_lock_label(label, 34),
+            "sessions (…/src/session.rs:18:22)"
+        );
+        // No room for a useful part of the site: cut as a site.
+        assert_eq!(shorten_lock_label(label, 20), "…/session.rs:18:22)");
+        assert_eq!(
+            shorten_lock_label("demo-service/src/db.rs:14:20", 20),
+            "…/src/db.rs:14:20"
+        );
+    }
 
     #[test]
     fn only_the_rows_on_screen_are_built_and_the_selection_stays_visible() {

@@ -353,11 +353,20 @@ fn locks_fit_80x24() {
     let lines = screen(&app, 80, 24);
     let text = lines.join("\n");
     assert_eq!(lines.len(), 24);
-    // Kind and Acq make room for the label here; it keeps its end when cut (the pane
-    // below has it whole).
+    // Kind and Acq make room for the label here; a named lock keeps its name and the end
+    // of its site when cut (the pane below has it whole).
     assert_eq!(
         row_words(&lines, "bank.rs:12:20)"),
-        words(&["!", "…/src/bank.rs:12:20)", "2.75", "40", "12.50", "1", "3"]),
+        words(&[
+            "!",
+            "accounts",
+            "(…/src/bank.rs:12:20)",
+            "2.75",
+            "40",
+            "12.50",
+            "1",
+            "3"
+        ]),
         "{text}"
     );
     assert_eq!(
