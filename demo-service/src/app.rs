@@ -32,6 +32,9 @@ use crate::db;
 use crate::faults::{self, Faults, report_leak::ReportJobs};
 use crate::workers::{self, Job};
 
+/// How long the upstream client keeps an idle connection.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Most entries the user cache holds; it is cleared when full (bounded, not clever).
 pub const CACHE_CAP: usize = 10_000;
 /// Concurrency of a batch import, as in the article.
@@ -77,6 +80,10 @@ impl AppState {
                 db,
                 http: reqwest::Client::builder()
                     .timeout(Duration::from_secs(2))
+                    // Connections opened in a burst are closed once idle for a while,
+                    // so the pool shrinks back (reqwest keeps them 90 s by default, which
+                    // reads as a rising floor of connection tasks for that long).
+                    .pool_idle_timeout(POOL_IDLE_TIMEOUT)
                     .build()
                     .expect("a plain HTTP client builds"),
                 upstream,

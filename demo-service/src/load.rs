@@ -78,6 +78,10 @@ pub fn start(outside: &Outside, config: LoadConfig) -> tokio::task::JoinHandle<L
 async fn run(config: LoadConfig) -> LoadReport {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
+        // Open loop: a slow spell opens more connections; they close once idle for a
+        // while instead of the default 90 s, so the service's connection count (and its
+        // growth indicator) comes back down when the spell ends.
+        .pool_idle_timeout(Duration::from_secs(10))
         .build()
         .expect("a plain HTTP client builds");
     let tally = Arc::new(Mutex::new(Tally {
