@@ -308,6 +308,11 @@ enum Traced {
     TimedOut,
 }
 
+/// Shortest time after a dump during which the traced tasks' polls are taken for the
+/// spurious ones tokio's dump leaves behind.
+#[cfg_attr(not(all(feature = "taskdump", target_os = "linux")), allow(dead_code))]
+const SPURIOUS_POLL_GRACE: Duration = Duration::from_millis(200);
+
 #[cfg(all(feature = "taskdump", target_os = "linux"))]
 async fn trace(
     inner: &Arc<Inner>,
@@ -330,11 +335,21 @@ async fn trace(
         drop(guard);
     });
     let Ok(Ok((dump, paused))) = tokio::time::timeout(timeout, rx).await else {
-        inner.tasks.unskip_except(&HashSet::new());
+        inner
+            .tasks
+            .unskip_except(&HashSet::new(), inner.clock.now());
         return Traced::TimedOut;
     };
     let traced: HashSet<u64> = dump.tasks().iter().map(|t| id_to_u64(t.id())).collect();
-    inner.tasks.unskip_except(&traced);
+    // The traced tasks' spurious polls run as soon as the workers resume, about as long as
+    // tracing them took: until then (and at least SPURIOUS_POLL_GRACE) their polls are the
+    // dump's.
+    let window = SPURIOUS_POLL_GRACE.max(paused * 2);
+    let until = inner
+        .clock
+        .now()
+        .saturating_add(u64::try_from(window.as_nanos()).unwrap_or(u64::MAX));
+    inner.tasks.unskip_except(&traced, until);
     // Resolving symbols parses debug info: keep it off the caller's runtime threads.
     let traces = tokio::task::spawn_blocking(move || {
         dump.tasks()

@@ -22,9 +22,18 @@ const SHARDS: usize = 64;
 /// Marks a ring slot being written by its claimant (never a real id: ids count up from 1).
 const CLAIMING: u64 = u64::MAX;
 
-/// High bit of a slot's site: the task's next poll is the spurious one a task dump leaves
-/// behind, and must not count (site numbers stay far below it).
+/// High bit of a slot's site: a task dump traced the task, and the polls it leaves behind
+/// must not count (site numbers stay far below it). tokio wakes a traced task once per
+/// leaf future it awaits (a `select!` on a socket and a channel: two wakes), so a task may
+/// be polled spuriously more than once: every poll of a marked task until the dump's
+/// window closes (see [`TaskTable::unskip_except`]) is skipped, and at least one.
 const SKIP_NEXT_POLL: u32 = 1 << 31;
+
+/// Next bit down: a poll of the marked task was skipped already.
+const SKIPPED: u32 = 1 << 30;
+
+/// Both flag bits: what is left is the site.
+const FLAGS: u32 = SKIP_NEXT_POLL | SKIPPED;
 
 /// What the agent knows of a live task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +47,8 @@ pub(crate) struct TaskSlot {
     /// The next poll is a task dump's spurious one (overflow map only; ring slots keep it
     /// in the site's high bit).
     pub(crate) skip_next_poll: bool,
+    /// A spurious poll was skipped already (overflow map only; ring slots: [`SKIPPED`]).
+    pub(crate) skipped: bool,
 }
 
 /// A ring slot (32 bytes); `id` is 0 when free.
@@ -59,6 +70,9 @@ pub(crate) struct TaskTable {
     ring: Box<[RingSlot]>,
     mask: u64,
     overflow: Box<[Shard]>,
+    /// Coarse clock reading until which polls of tasks a dump marked are skipped: `u64::MAX`
+    /// while the dump runs, then its end plus a grace period.
+    skip_until: AtomicU64,
 }
 
 impl TaskTable {
@@ -71,6 +85,7 @@ impl TaskTable {
             overflow: (0..SHARDS)
                 .map(|_| Shard(Mutex::new(Map::default())))
                 .collect(),
+            skip_until: AtomicU64::new(0),
         }
     }
 
@@ -114,6 +129,7 @@ impl TaskTable {
             spawned: now,
             last_poll: 0,
             skip_next_poll: false,
+            skipped: false,
         };
         self.shard(id).insert(id, slot);
     }
@@ -152,10 +168,19 @@ impl TaskTable {
     pub(crate) fn poll_started(&self, id: u64, now: u64) -> Option<(u32, u64, bool)> {
         let slot = self.slot(id);
         if slot.id.load(Ordering::Acquire) == id {
-            let site = slot.site.load(Ordering::Relaxed);
+            let mut site = slot.site.load(Ordering::Relaxed);
             if site & SKIP_NEXT_POLL != 0 {
-                slot.site.fetch_and(!SKIP_NEXT_POLL, Ordering::Relaxed);
-                return None;
+                if now < self.skip_until.load(Ordering::Relaxed) {
+                    slot.site.fetch_or(SKIPPED, Ordering::Relaxed);
+                    return None;
+                }
+                // The window is over: the mark goes, and this poll is the task's own unless
+                // none was skipped yet (the dump's poll came late).
+                slot.site.fetch_and(!FLAGS, Ordering::Relaxed);
+                if site & SKIPPED == 0 {
+                    return None;
+                }
+                site &= !FLAGS;
             }
             // One poller at a time: plain loads and stores.
             let polls = slot.polls.load(Ordering::Relaxed);
@@ -174,8 +199,15 @@ impl TaskTable {
     fn poll_started_overflow(&self, id: u64, now: u64) -> Option<(u32, u64, bool)> {
         let mut shard = self.shard(id);
         let task = shard.get_mut(&id)?;
-        if std::mem::take(&mut task.skip_next_poll) {
-            return None;
+        if task.skip_next_poll {
+            if now < self.skip_until.load(Ordering::Relaxed) {
+                task.skipped = true;
+                return None;
+            }
+            task.skip_next_poll = false;
+            if !std::mem::take(&mut task.skipped) {
+                return None;
+            }
         }
         let first = task.polls == 0;
         task.polls = task.polls.saturating_add(1);
@@ -185,14 +217,18 @@ impl TaskTable {
     }
 
     #[cfg_attr(not(all(feature = "taskdump", target_os = "linux")), allow(dead_code))]
-    /// Marks every live task so that its next poll is not counted: a task dump re-polls
-    /// every task (without hooks) and then wakes it, and the poll that follows is the dump's,
-    /// not the task's. Returns how many were marked.
+    /// Marks every live task so that the polls a task dump leaves behind are not counted:
+    /// a dump re-polls every task (without hooks) and then wakes it, once per leaf future
+    /// the task awaits, and the polls that follow are the dump's, not the task's. Until
+    /// [`TaskTable::unskip_except`] closes the window, every poll of a marked task is
+    /// skipped. Returns how many were marked.
     pub(crate) fn skip_next_polls(&self) -> usize {
+        self.skip_until.store(u64::MAX, Ordering::Relaxed);
         let mut n = 0;
         for slot in self.ring.iter() {
             let id = slot.id.load(Ordering::Acquire);
             if id != 0 && id != CLAIMING {
+                slot.site.fetch_and(!SKIPPED, Ordering::Relaxed);
                 slot.site.fetch_or(SKIP_NEXT_POLL, Ordering::Relaxed);
                 n += 1;
             }
@@ -201,6 +237,7 @@ impl TaskTable {
             let mut shard = shard.0.lock().unwrap_or_else(|e| e.into_inner());
             for task in shard.values_mut() {
                 task.skip_next_poll = true;
+                task.skipped = false;
                 n += 1;
             }
         }
@@ -208,12 +245,14 @@ impl TaskTable {
     }
 
     #[cfg_attr(not(all(feature = "taskdump", target_os = "linux")), allow(dead_code))]
-    /// Unmarks tasks the dump did not trace: their next poll is their own.
-    pub(crate) fn unskip_except(&self, traced: &std::collections::HashSet<u64>) {
+    /// Unmarks tasks the dump did not trace (their next poll is their own) and closes the
+    /// window of the traced ones' spurious polls at `until` (coarse clock): after it, a
+    /// marked task's first poll is skipped only if none was.
+    pub(crate) fn unskip_except(&self, traced: &std::collections::HashSet<u64>, until: u64) {
         for slot in self.ring.iter() {
             let id = slot.id.load(Ordering::Acquire);
             if id != 0 && id != CLAIMING && !traced.contains(&id) {
-                slot.site.fetch_and(!SKIP_NEXT_POLL, Ordering::Relaxed);
+                slot.site.fetch_and(!FLAGS, Ordering::Relaxed);
             }
         }
         for shard in self.overflow.iter() {
@@ -221,9 +260,11 @@ impl TaskTable {
             for (id, task) in shard.iter_mut() {
                 if !traced.contains(id) {
                     task.skip_next_poll = false;
+                    task.skipped = false;
                 }
             }
         }
+        self.skip_until.store(until, Ordering::Relaxed);
     }
 
     /// One live task's slot, if the table has it (readers only: a slot that changes owner
@@ -245,7 +286,7 @@ impl TaskTable {
     pub(crate) fn site_of(&self, id: u64) -> Option<u32> {
         let slot = self.slot(id);
         if slot.id.load(Ordering::Acquire) == id {
-            let site = slot.site.load(Ordering::Relaxed);
+            let site = slot.site.load(Ordering::Relaxed) & !FLAGS;
             fence(Ordering::Acquire);
             if slot.id.load(Ordering::Relaxed) == id {
                 return Some(site);
@@ -295,8 +336,9 @@ fn zeroed_ring(n: usize) -> Box<[RingSlot]> {
 fn read(slot: &RingSlot) -> TaskSlot {
     let site = slot.site.load(Ordering::Relaxed);
     TaskSlot {
-        site: site & !SKIP_NEXT_POLL,
+        site: site & !FLAGS,
         skip_next_poll: site & SKIP_NEXT_POLL != 0,
+        skipped: site & SKIPPED != 0,
         polls: slot.polls.load(Ordering::Relaxed),
         spawned: slot.spawned.load(Ordering::Relaxed),
         last_poll: slot.last_poll.load(Ordering::Relaxed),
@@ -359,6 +401,37 @@ mod tests {
         let handle = rt.spawn(async {});
         let id = handle.id();
         assert_eq!(id_to_u64(id).to_string(), id.to_string());
+    }
+
+    #[test]
+    fn a_dumps_spurious_polls_are_skipped_until_its_window_closes() {
+        let t = TaskTable::new(64);
+        t.insert(7, 3, 10); // ring
+        t.insert(71, 4, 10); // overflow (same ring slot)
+        t.insert(9, 5, 10); // not traced
+        assert_eq!(t.poll_started(7, 20), Some((3, 10, true)));
+        assert_eq!(t.skip_next_polls(), 3);
+        // While the dump runs and until its window closes: every poll of a traced task is
+        // the dump's (tokio wakes a task once per leaf it awaits).
+        assert_eq!(t.poll_started(7, 100), None);
+        t.unskip_except(&[7, 71].into_iter().collect(), 200);
+        assert_eq!(t.poll_started(7, 150), None);
+        assert_eq!(t.poll_started(9, 120), Some((5, 110, true)), "not traced");
+        // After the window: the task's own polls count again, the wait from its last
+        // counted poll.
+        assert_eq!(t.poll_started(7, 250), Some((3, 230, false)));
+        assert_eq!(t.poll_started(7, 260), Some((3, 10, false)));
+        // A traced task whose dump poll came only after the window: that one is skipped.
+        assert_eq!(t.poll_started(71, 300), None);
+        assert_eq!(t.poll_started(71, 310), Some((4, 300, true)));
+        let slot = t.get(7).unwrap();
+        assert_eq!((slot.site, slot.polls, slot.last_poll), (3, 3, 260));
+        assert_eq!(t.site_of(7), Some(3));
+        // A second dump clears what the first left.
+        t.skip_next_polls();
+        t.unskip_except(&[7].into_iter().collect(), 400);
+        assert_eq!(t.poll_started(7, 500), None, "the second dump's late poll");
+        assert_eq!(t.poll_started(7, 510), Some((3, 250, false)));
     }
 
     #[test]
