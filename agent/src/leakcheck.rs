@@ -483,6 +483,7 @@ fn live_tasks(agent: &Agent) -> Vec<TaskRow> {
     agent
         .snapshot_with(&SnapshotOptions {
             max_tasks: usize::MAX,
+            ..SnapshotOptions::default()
         })
         .tasks
 }

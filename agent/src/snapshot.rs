@@ -19,6 +19,9 @@ use crate::tasks::TaskSlot;
 pub struct SnapshotOptions {
     /// Include up to this many live tasks, oldest first (0 = none).
     pub max_tasks: usize,
+    /// List only the tasks spawned at this site (as in [`SiteRow::site`]); the site rows
+    /// and findings stay whole.
+    pub site: Option<String>,
 }
 
 pub(crate) fn take(
@@ -42,7 +45,7 @@ pub(crate) fn take(
     let (locks, lock_findings) = crate::locks::read(inner, &running, &secs);
     findings.extend(lock_findings);
     leaks::sort_findings(&mut findings);
-    let tasks = task_rows(inner, all, &running, options.max_tasks, &secs);
+    let tasks = task_rows(inner, all, &running, options, &secs);
     let uptime = secs.since(0);
     Snapshot {
         schema_version: SCHEMA_VERSION,
@@ -205,14 +208,17 @@ fn task_rows(
     inner: &Inner,
     mut all: Vec<(u64, TaskSlot)>,
     running: &HashSet<u64>,
-    max_tasks: usize,
+    options: &SnapshotOptions,
     secs: &Seconds,
 ) -> Vec<TaskRow> {
-    if max_tasks == 0 {
+    if options.max_tasks == 0 {
         return Vec::new();
     }
+    if let Some(site) = &options.site {
+        all.retain(|(_, task)| inner.sites.label(task.site) == site.as_str());
+    }
     all.sort_by_key(|(id, task)| (task.spawned, *id));
-    all.truncate(max_tasks);
+    all.truncate(options.max_tasks);
     all.into_iter()
         .map(|(id, task)| {
             let running = running.contains(&id);

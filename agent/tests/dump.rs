@@ -67,7 +67,10 @@ fn waiting_tasks_group_by_site_and_await_point() {
     });
     let site = site_of("// site: oneshot waiters");
     wait_until(|| row(&agent.snapshot(), &site) == (N, N));
-    let before = agent.snapshot_with(&SnapshotOptions { max_tasks: 100 });
+    let before = agent.snapshot_with(&SnapshotOptions {
+        max_tasks: 100,
+        ..SnapshotOptions::default()
+    });
 
     let dump = reader()
         .block_on(agent.dump(&DumpOptions {
@@ -104,7 +107,10 @@ fn waiting_tasks_group_by_site_and_await_point() {
     // The dump's re-polls and the spurious poll after it are not the tasks' own: poll
     // counts and idle ages carry on as before.
     std::thread::sleep(Duration::from_millis(300));
-    let after = agent.snapshot_with(&SnapshotOptions { max_tasks: 100 });
+    let after = agent.snapshot_with(&SnapshotOptions {
+        max_tasks: 100,
+        ..SnapshotOptions::default()
+    });
     assert_eq!(row(&after, &site), (N, N));
     for t in after.tasks.iter().filter(|t| t.site == site) {
         let old = before.tasks.iter().find(|b| b.id == t.id).unwrap();

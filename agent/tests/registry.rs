@@ -55,7 +55,10 @@ fn counts_tasks_at_their_exact_spawn_site() {
             .iter()
             .any(|s| s.site == site && s.polls >= N)
     });
-    let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 1000 });
+    let snap = agent.snapshot_with(&SnapshotOptions {
+        max_tasks: 1000,
+        ..SnapshotOptions::default()
+    });
     let row = snap
         .sites
         .iter()
@@ -80,8 +83,41 @@ fn counts_tasks_at_their_exact_spawn_site() {
         assert!(task.idle_seconds <= task.age_seconds);
     }
 
+    // The task list of one site only (the rows stay whole); at most `max_tasks`, oldest
+    // first.
+    let mut other_rx = rx.clone();
+    let other = rt.spawn(async move { other_rx.wait_for(|go| *go).await.map(|_| ()) }); // site: other
+    wait_until(|| {
+        agent
+            .snapshot()
+            .sites
+            .iter()
+            .any(|s| s.site == site_of("// site: other") && s.polls == 1)
+    });
+    let one = agent.snapshot_with(&SnapshotOptions {
+        max_tasks: 3,
+        site: Some(site.clone()),
+    });
+    assert_eq!(one.tasks.len(), 3);
+    assert!(one.tasks.iter().all(|t| t.site == site));
+    assert_eq!(
+        one.tasks.iter().map(|t| t.id).collect::<Vec<_>>(),
+        ids[..3].to_vec()
+    );
+    let other_site = site_of("// site: other");
+    let them = agent.snapshot_with(&SnapshotOptions {
+        max_tasks: 1000,
+        site: Some(other_site.clone()),
+    });
+    assert_eq!(
+        them.tasks.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![other.id().to_string().parse::<u64>().unwrap()]
+    );
+    assert!(them.sites.iter().any(|s| s.site == site && s.live == N));
+
     tx.send(true).unwrap();
     rt.block_on(async {
+        other.await.unwrap().unwrap();
         for h in handles {
             h.await.unwrap().unwrap();
         }
@@ -94,7 +130,10 @@ fn counts_tasks_at_their_exact_spawn_site() {
             .iter()
             .any(|s| s.site == site && s.completed == N)
     });
-    let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 1000 });
+    let snap = agent.snapshot_with(&SnapshotOptions {
+        max_tasks: 1000,
+        ..SnapshotOptions::default()
+    });
     let row = snap
         .sites
         .iter()
@@ -162,7 +201,10 @@ fn a_task_inside_a_poll_is_running() {
         release_rx.recv().unwrap();
     });
     entered_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 10 });
+    let snap = agent.snapshot_with(&SnapshotOptions {
+        max_tasks: 10,
+        ..SnapshotOptions::default()
+    });
     assert_eq!(snap.tasks.len(), 1);
     assert_eq!(snap.tasks[0].state, TaskState::Running);
     assert_eq!(snap.tasks[0].idle_seconds, 0.0);
@@ -227,7 +269,10 @@ fn tasks_spawned_while_the_runtime_shuts_down_are_not_left_live() {
         });
     }
     drop(rt);
-    let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 100 });
+    let snap = agent.snapshot_with(&SnapshotOptions {
+        max_tasks: 100,
+        ..SnapshotOptions::default()
+    });
     let late = snap
         .sites
         .iter()
@@ -265,7 +310,10 @@ fn tasks_beyond_the_ring_are_tracked_exactly() {
             .iter()
             .any(|s| s.site == site && s.polls >= N)
     });
-    let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 1000 });
+    let snap = agent.snapshot_with(&SnapshotOptions {
+        max_tasks: 1000,
+        ..SnapshotOptions::default()
+    });
     assert_eq!(snap.tasks.len() as u64, N);
     assert!(snap.tasks.iter().all(|t| t.polls == 1 && t.site == site));
     tx.send(true).unwrap();
@@ -281,7 +329,10 @@ fn tasks_beyond_the_ring_are_tracked_exactly() {
             .iter()
             .any(|s| s.site == site && s.completed == N)
     });
-    let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 1000 });
+    let snap = agent.snapshot_with(&SnapshotOptions {
+        max_tasks: 1000,
+        ..SnapshotOptions::default()
+    });
     let row = snap.sites.iter().find(|s| s.site == site).unwrap();
     assert_eq!(
         (row.live, row.spawned, row.completed, row.polls),

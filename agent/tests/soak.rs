@@ -112,7 +112,10 @@ fn churn_keeps_counts_exact_and_memory_flat() {
         std::thread::spawn(move || {
             let mut reads = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let snap = agent.snapshot_with(&SnapshotOptions { max_tasks: 1000 });
+                let snap = agent.snapshot_with(&SnapshotOptions {
+                    max_tasks: 1000,
+                    ..SnapshotOptions::default()
+                });
                 assert!(snap.tasks.len() <= 1000);
                 reads += 1;
                 std::thread::sleep(Duration::from_millis(200));

@@ -142,7 +142,10 @@ fn one_worker_stuck_on_a_one_worker_runtime_blocks_them_all() {
     let late = rt.spawn(async {});
     let late_id: u64 = late.id().to_string().parse().unwrap();
     let late_site = agent
-        .snapshot_with(&taskscope::SnapshotOptions { max_tasks: 100 })
+        .snapshot_with(&taskscope::SnapshotOptions {
+            max_tasks: 100,
+            ..taskscope::SnapshotOptions::default()
+        })
         .tasks
         .into_iter()
         .find(|t| t.id == late_id)
@@ -183,7 +186,10 @@ fn the_probe_measures_scheduling_delay_and_is_not_a_service_site() {
     );
     // Nor is it in a dump's tasks or the per-task list.
     let tasks = agent
-        .snapshot_with(&taskscope::SnapshotOptions { max_tasks: 100 })
+        .snapshot_with(&taskscope::SnapshotOptions {
+            max_tasks: 100,
+            ..taskscope::SnapshotOptions::default()
+        })
         .tasks;
     assert!(tasks.is_empty(), "{tasks:?}");
     let rt_info = snap.runtime.unwrap();

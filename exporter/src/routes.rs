@@ -158,7 +158,8 @@ pub(crate) fn router(
 
 const INDEX: &str = "taskscope exporter\n\
 GET /metrics                              Prometheus text format\n\
-GET /debug/taskscope/snapshot[?tasks=N]   snapshot JSON, with up to N live tasks\n\
+GET /debug/taskscope/snapshot[?tasks=N][&site=SITE]\n\
+                                          snapshot JSON, with up to N live tasks (of SITE)\n\
 GET /debug/taskscope/dump[?debug=1|2][&format=json][&timeout=SECS][&trace=0][&site=SITE]\n\
                                           task dump grouped by spawn site and await point\n\
 GET /debug/pprof/tasks[?timeout=SECS][&trace=0][&site=SITE]\n\
@@ -203,11 +204,21 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Parses the snapshot's query: `tasks=N` at most once, nothing else.
-fn snapshot_params(pairs: &[(String, String)]) -> Result<usize, String> {
-    const USAGE: &str = "the snapshot takes one parameter: tasks=N (0 to 100000)";
+/// Parses the snapshot's query: `tasks=N` and `site=SITE`, each at most once, nothing
+/// else.
+fn snapshot_params(pairs: &[(String, String)]) -> Result<SnapshotOptions, String> {
+    const USAGE: &str =
+        "the snapshot takes tasks=N (0 to 100000) and site=SITE (list only that site's tasks)";
     let mut tasks = None;
+    let mut site = None;
     for (key, value) in pairs {
+        if key == "site" {
+            if site.is_some() {
+                return Err(format!("parameter site given twice; {USAGE}"));
+            }
+            site = Some(value.clone());
+            continue;
+        }
         if key != "tasks" {
             return Err(format!("unknown parameter {key:?}; {USAGE}"));
         }
@@ -224,7 +235,10 @@ fn snapshot_params(pairs: &[(String, String)]) -> Result<usize, String> {
         }
         tasks = Some(n);
     }
-    Ok(tasks.unwrap_or(0))
+    Ok(SnapshotOptions {
+        max_tasks: tasks.unwrap_or(0),
+        site,
+    })
 }
 
 async fn snapshot(
@@ -235,11 +249,11 @@ async fn snapshot(
         Ok(t) => t,
         Err(refusal) => return refusal.into_response(),
     };
-    let max_tasks = match snapshot_params(&pairs) {
-        Ok(n) => n,
+    let options = match snapshot_params(&pairs) {
+        Ok(options) => options,
         Err(message) => return bad_request(message),
     };
-    let mut snap = agent.snapshot_with(&SnapshotOptions { max_tasks });
+    let mut snap = agent.snapshot_with(&options);
     snap.runtimes = state.runtime_names();
     match serde_json::to_string(&snap) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),

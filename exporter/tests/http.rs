@@ -149,6 +149,20 @@ fn metrics_and_snapshot_report_the_waiting_tasks() {
             .iter()
             .all(|t| t.site == site && t.state == TaskState::Idle)
     );
+    // One site's tasks only: its three, none of the panicked task's (finished) site.
+    let (_, _, json) = get(
+        addr,
+        &format!("/debug/taskscope/snapshot?tasks=10&site={site}"),
+    );
+    let snap: Snapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(snap.tasks.len(), 3);
+    let (_, _, json) = get(
+        addr,
+        &format!("/debug/taskscope/snapshot?tasks=10&site={panic_site}"),
+    );
+    let snap: Snapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(snap.tasks.len(), 0);
+    assert_eq!(snap.sites.iter().find(|s| s.site == site).unwrap().live, 3);
     tx.send(true).unwrap();
     drop(rt);
     exporter.shutdown();
@@ -195,7 +209,8 @@ fn answers_while_every_worker_is_blocked() {
 fn bad_requests_get_clear_errors() {
     let (_rt, exporter) = service(1);
     let addr = exporter.local_addr();
-    let usage = "the snapshot takes one parameter: tasks=N (0 to 100000)";
+    let usage =
+        "the snapshot takes tasks=N (0 to 100000) and site=SITE (list only that site's tasks)";
     let (status, _, body) = get(addr, "/debug/taskscope/snapshot?tasks=abc");
     assert_eq!(
         (status, body),
@@ -213,6 +228,11 @@ fn bad_requests_get_clear_errors() {
     assert_eq!(
         (status, body),
         (400, format!("parameter tasks given twice; {usage}\n"))
+    );
+    let (status, _, body) = get(addr, "/debug/taskscope/snapshot?site=a&site=b");
+    assert_eq!(
+        (status, body),
+        (400, format!("parameter site given twice; {usage}\n"))
     );
     let (status, _, body) = get(addr, "/debug/taskscope/snapshot?tasks=100001");
     assert_eq!(

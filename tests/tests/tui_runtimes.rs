@@ -1,6 +1,6 @@
 //! The TUI's HTTP source against one exporter serving two named runtimes: a source asked
-//! for a runtime gets that runtime's snapshot, task dump and baseline (`?runtime=NAME` on
-//! every request), and the default source gets the first runtime, which lists both (the
+//! for a runtime gets that runtime's snapshot, task dump (with the site's task list) and
+//! baseline (`?runtime=NAME` on every request), and the default source gets the first runtime, which lists both (the
 //! TUI then watches each runtime as a target of its own: tui/src/runtimes.rs).
 
 use std::time::Duration;
@@ -93,6 +93,18 @@ fn a_source_per_runtime_sees_only_that_runtime() {
         let dump = io.dump(&io_site).expect("dumps").await.expect("io dump");
         assert_eq!(dump.groups.iter().map(|g| g.count).sum::<u64>(), 2);
         assert!(dump.groups.iter().all(|g| g.site == io_site));
+        // With the site's task list for the detail view (from `?tasks=N&site=SITE`): its
+        // two tasks, idle, polled once, oldest first.
+        let mut ids: Vec<u64> = dump
+            .groups
+            .iter()
+            .flat_map(|g| g.task_ids.clone())
+            .collect();
+        ids.sort();
+        assert_eq!(dump.tasks.iter().map(|t| t.id).collect::<Vec<_>>(), ids);
+        assert!(dump.tasks.iter().all(|t| t.site == io_site
+            && t.state == taskscope::model::TaskState::Idle
+            && t.polls == 1));
         let none = io.dump(&web_site).expect("dumps").await.expect("io dump");
         assert_eq!(none.groups.iter().map(|g| g.count).sum::<u64>(), 0);
 

@@ -171,6 +171,19 @@ pub fn with_runtime(url: String, runtime: Option<&str>) -> String {
     }
 }
 
+/// Most tasks of one site the TUI lists in the site's detail view (oldest first).
+pub const SITE_TASKS: usize = 1000;
+
+/// The snapshot URL listing the [`SITE_TASKS`] oldest live tasks of `site` (ids, states,
+/// ages, idle times, polls) for a base URL such as `http://127.0.0.1:6060`.
+pub fn site_tasks_url(base_url: &str, site: &str) -> String {
+    format!(
+        "{}?tasks={SITE_TASKS}&site={}",
+        snapshot_url(base_url),
+        percent_encode(site)
+    )
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters (for a query value).
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

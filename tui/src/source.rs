@@ -28,11 +28,12 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use taskscope::model::{Dump, Snapshot};
+use taskscope::model::{Dump, DumpTask, Snapshot};
 
 use crate::client::{
     DUMP_FETCH_TIMEOUT, FETCH_TIMEOUT, FetchError, MAX_BODY_BYTES, baseline_url, decode_dump,
-    decode_snapshot, dump_url, fetch_body, mark_baseline_at, snapshot_url, with_runtime,
+    decode_snapshot, dump_url, fetch_body, mark_baseline_at, site_tasks_url, snapshot_url,
+    with_runtime,
 };
 
 /// A request to a source in flight.
@@ -206,9 +207,14 @@ impl Source for HttpSource {
 
     fn dump(&self, site: &str) -> Result<SourceFuture<Dump>, String> {
         let (client, url) = (self.client.clone(), self.at(dump_url(&self.url, site)));
+        let tasks_url = self.at(site_tasks_url(&self.url, site));
         Ok(Box::pin(async move {
             let body = fetch_body(&client, &url, DUMP_FETCH_TIMEOUT, MAX_BODY_BYTES).await?;
-            decode_dump(&url, &body)
+            let mut dump = decode_dump(&url, &body)?;
+            if dump.tasks.is_empty() {
+                dump.tasks = site_tasks(&client, &tasks_url).await;
+            }
+            Ok(dump)
         }))
     }
 
@@ -222,6 +228,32 @@ impl Source for HttpSource {
     fn for_runtime(&self, name: &str) -> Option<Box<dyn Source>> {
         Some(Box::new(self.clone().with_runtime(name)))
     }
+}
+
+/// The site's oldest live tasks (ids, states, ages), without stacks, for the detail view.
+/// A dump lists tasks only with their stacks (`debug=2`), too much for thousands of them,
+/// so they come from the snapshot's task list; an exporter that cannot filter it by site
+/// (older than this TUI) or any failure gives none, and the dump stands alone.
+async fn site_tasks(client: &reqwest::Client, url: &str) -> Vec<DumpTask> {
+    let Ok(body) = fetch_body(client, url, FETCH_TIMEOUT, MAX_BODY_BYTES).await else {
+        return Vec::new();
+    };
+    let Ok(snapshot) = decode_snapshot(url, &body) else {
+        return Vec::new();
+    };
+    snapshot
+        .tasks
+        .into_iter()
+        .map(|t| DumpTask {
+            id: t.id,
+            site: t.site,
+            state: t.state,
+            age_seconds: t.age_seconds,
+            idle_seconds: t.idle_seconds,
+            polls: t.polls,
+            stacks: Vec::new(),
+        })
+        .collect()
 }
 
 /// What the header shows for runtime `runtime` of the exporter at `url`:

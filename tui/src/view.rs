@@ -11,8 +11,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 
 use taskscope::model::{
-    DumpGroup, DumpSource, Evidence, Finding, Frame as StackFrame, LockHolder, LockKind, LockMode,
-    LockRow, LockWaiter, RuntimeInfo, Severity, Spread,
+    DumpGroup, DumpSource, DumpTask, Evidence, Finding, Frame as StackFrame, LockHolder, LockKind,
+    LockMode, LockRow, LockWaiter, RuntimeInfo, Severity, Spread, TaskRow, TaskState,
 };
 
 use crate::state::{
@@ -1070,6 +1070,16 @@ fn detail_header_lines(app: &App, detail: &Detail, area: Rect) -> Vec<Line<'stat
         None => Line::from(Span::styled("no snapshot yet", theme.dim())),
     };
     lines.push(counts);
+    // Its history: live tasks over the last samples, and their change.
+    if let Some(h) = app.site_history(detail.site()) {
+        let samples: Vec<u64> = h.samples().collect();
+        let spark_width = samples.len().min(width.saturating_sub(35));
+        lines.push(Line::from(vec![
+            label("History: "),
+            Span::styled(sparkline(&samples, spark_width), theme.fg(Color::Green)),
+            Span::raw(format!("  {:+} in {} refreshes", h.delta(), samples.len())),
+        ]));
+    }
     let findings: Vec<&Finding> = app
         .snapshot()
         .into_iter()
@@ -1157,9 +1167,18 @@ fn detail_lines(app: &App, detail: &Detail, width: usize) -> Vec<Line<'static>> 
     } else if let (Some(why), None) = (app.capabilities().dumps.why_not(), detail.dump()) {
         // Nothing failed: this source cannot take dumps (a file); r would not help.
         let text = format!("no task dump: unavailable for this source: {}", clean(why));
-        for chunk in wrap_chars(&text, width) {
-            lines.push(Line::from(Span::styled(chunk, theme.dim())));
+        for part in wrap_words(&text, width) {
+            lines.push(Line::from(Span::styled(part, theme.dim())));
         }
+        // What the source does list of the site's tasks (tokio-console sends every task).
+        let tasks: Vec<TaskLine> = app
+            .snapshot()
+            .into_iter()
+            .flat_map(|s| &s.tasks)
+            .filter(|t| t.site == detail.site())
+            .map(TaskLine::from)
+            .collect();
+        lines.extend(task_list_lines(app, detail, &tasks, theme));
         return lines;
     } else if let Some(error) = detail.error() {
         // Errors carry the URL and the exporter's message: wrap them rather than cut them.
@@ -1268,6 +1287,92 @@ fn detail_lines(app: &App, detail: &Detail, width: usize) -> Vec<Line<'static>> 
         lines.push(Line::default());
         lines.extend(group_lines(g, width, theme));
     }
+    let tasks: Vec<TaskLine> = dump
+        .tasks
+        .iter()
+        .filter(|t| t.site == detail.site())
+        .map(TaskLine::from)
+        .collect();
+    lines.extend(task_list_lines(app, detail, &tasks, theme));
+    lines
+}
+
+/// One task of the detail view's task list.
+struct TaskLine {
+    id: u64,
+    state: TaskState,
+    age_seconds: f64,
+    idle_seconds: f64,
+    polls: u64,
+}
+
+impl From<&TaskRow> for TaskLine {
+    fn from(t: &TaskRow) -> Self {
+        TaskLine {
+            id: t.id,
+            state: t.state,
+            age_seconds: t.age_seconds,
+            idle_seconds: t.idle_seconds,
+            polls: t.polls,
+        }
+    }
+}
+
+impl From<&DumpTask> for TaskLine {
+    fn from(t: &DumpTask) -> Self {
+        TaskLine {
+            id: t.id,
+            state: t.state,
+            age_seconds: t.age_seconds,
+            idle_seconds: t.idle_seconds,
+            polls: t.polls,
+        }
+    }
+}
+
+/// The site's tasks, one a line (id, state, age, idle for, polls), oldest first, after a
+/// title saying how many of the site's live tasks they are; nothing when there are none.
+fn task_list_lines(
+    app: &App,
+    detail: &Detail,
+    tasks: &[TaskLine],
+    theme: Theme,
+) -> Vec<Line<'static>> {
+    if tasks.is_empty() {
+        return Vec::new();
+    }
+    let live = app.site_row(detail.site()).map_or(0, |r| r.live);
+    let title = if (tasks.len() as u64) < live {
+        format!("Tasks: the {} oldest of {live} live", tasks.len())
+    } else {
+        format!("Tasks: {}, oldest first", tasks.len())
+    };
+    let mut lines = vec![
+        Line::default(),
+        Line::from(Span::styled(title, theme.label())),
+        Line::from(Span::styled(
+            format!(
+                "  {:>10}  {:<7}  {:>9}  {:>9}  {:>7}",
+                "id", "state", "age", "idle for", "polls"
+            ),
+            theme.dim(),
+        )),
+    ];
+    lines.extend(tasks.iter().map(|t| {
+        let state = match t.state {
+            TaskState::Running => "running",
+            TaskState::Idle => "idle",
+            TaskState::Unknown => "?",
+        };
+        Line::from(format!(
+            "  {:>10}  {:<7}  {:>9}  {:>9}  {:>7}",
+            t.id,
+            state,
+            fmt_secs(t.age_seconds),
+            fmt_secs(t.idle_seconds),
+            t.polls
+        ))
+    }));
     lines
 }
 

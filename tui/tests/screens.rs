@@ -20,9 +20,10 @@ use ratatui::layout::Rect;
 use ratatui::style::Modifier;
 use taskscope::LeakSettings;
 use taskscope::model::{
-    BaselineDiff, DelayHistogram, Dump, DumpGroup, DumpSource, Evidence, Finding, FindingKind,
-    Frame, HolderDelay, LockHolder, LockKind, LockMode, LockRow, LockSource, LockWaiter,
-    ProcessInfo, RuntimeInfo, SCHEMA_VERSION, Severity, SiteDiff, SiteRow, Snapshot, Spread,
+    BaselineDiff, DelayHistogram, Dump, DumpGroup, DumpSource, DumpTask, Evidence, Finding,
+    FindingKind, Frame, HolderDelay, LockHolder, LockKind, LockMode, LockRow, LockSource,
+    LockWaiter, ProcessInfo, RuntimeInfo, SCHEMA_VERSION, Severity, SiteDiff, SiteRow, Snapshot,
+    Spread, TaskState,
 };
 use taskscope_tui::client::FetchError;
 use taskscope_tui::console::ConsoleSource;
@@ -436,7 +437,28 @@ fn leak_dump() -> Dump {
                 task_ids: vec![203, 251],
             },
         ],
-        tasks: vec![],
+        // The site's task list, as the TUI's HTTP source adds it from the snapshot's
+        // `?tasks=N&site=SITE` (ids, states, ages; no stacks), oldest first.
+        tasks: [
+            (12, 118.0, 118.4),
+            (40, 101.0, 95.1),
+            (77, 88.0, 74.0),
+            (101, 60.2, 52.7),
+            (160, 33.0, 31.2),
+            (203, 11.6, 11.5),
+            (251, 6.6, 6.5),
+        ]
+        .into_iter()
+        .map(|(id, age, idle)| DumpTask {
+            id,
+            site: LEAK.into(),
+            state: TaskState::Idle,
+            age_seconds: age,
+            idle_seconds: idle,
+            polls: 2,
+            stacks: vec![],
+        })
+        .collect(),
     }
 }
 
