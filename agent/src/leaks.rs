@@ -443,6 +443,16 @@ impl Indicator for Growth {
         if rise < s.growth_min_tasks.max(1) || t.slope <= 0.0 {
             return None;
         }
+        // Judged over at least half the window: a site seen for a few seconds only (a pool
+        // or a batch ramping up after start) has no floor to speak of yet.
+        if t.span < s.growth_window.as_secs_f64() / 2.0 {
+            return None;
+        }
+        // Leaked tasks stay: a count already back below the risen floor (a batch that
+        // finished between samples) is not growth.
+        if f.live < t.floor_after {
+            return None;
+        }
         // Growth that comes with a rising spawn rate may be load, not a leak (Little's
         // law): say so with a lower severity.
         let load_rose = t.spawn_rate_after > 1.5 * t.spawn_rate_before + 1.0;
@@ -807,6 +817,38 @@ mod tests {
             lost_wakers: vec![],
         };
         assert!(Growth.check(&facts, &LeakSettings::default()).is_none());
+    }
+
+    #[test]
+    fn growth_needs_half_a_window_and_a_count_still_above_the_floor() {
+        // One more live task every second at a steady spawn rate.
+        let ramp = |secs: u64| -> Vec<Sample> {
+            (0..=secs)
+                .map(|i| s(i as f64, i, 10 * i + i))
+                .collect::<Vec<_>>()
+        };
+        let facts = |samples: &[Sample], live: u64| SiteFacts {
+            site: "x.rs:1:1",
+            live,
+            idle_over: 0,
+            threshold: 10.0,
+            derived: true,
+            longest_wait: 0.0,
+            oldest_idle: 0.0,
+            completed: 0,
+            trend: trend(&samples.iter().collect::<Vec<_>>()),
+            lost_wakers: vec![],
+        };
+        let settings = LeakSettings::default(); // 60 s window, 5 tasks
+        // 20 s of history: the floor rose by 10, but a third of a window says little.
+        let young = ramp(20);
+        assert!(Growth.check(&facts(&young, 20), &settings).is_none());
+        // 40 s: growth.
+        let old = ramp(40);
+        let (_, count, _) = Growth.check(&facts(&old, 40), &settings).expect("growth");
+        assert_eq!(count, 20);
+        // The same history, but the count is back below the risen floor now.
+        assert!(Growth.check(&facts(&old, 3), &settings).is_none());
     }
 
     #[test]

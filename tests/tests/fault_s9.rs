@@ -165,10 +165,14 @@ async fn growth_fires_at_the_posting_rate() {
         "{}",
         f.summary
     );
+    // Scraped a moment after the snapshot: the window has slid, and the rise of its floor
+    // moves by up to a batch with the window's phase against the posting.
     let text = demo.metrics().await;
-    assert_eq!(
-        finding_metric(&text, "growth", "warning", &site),
-        Some(f.count as f64)
+    let scraped = finding_metric(&text, "growth", "warning", &site).expect("growth metric");
+    assert!(
+        (scraped - f.count as f64).abs() <= ITEMS as f64,
+        "metric {scraped}, finding count {}",
+        f.count
     );
     let trend = metric(&text, "taskscope_tasks_live_trend_per_second", &site).unwrap();
     assert!(
