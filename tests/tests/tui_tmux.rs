@@ -207,12 +207,11 @@ fn table_rows(screen: &[String]) -> Vec<Vec<String>> {
 fn row_of(screen: &[String], site: &str, counts: [u64; 3]) -> Option<usize> {
     let tail = site.rsplit('/').next().unwrap();
     table_rows(screen).iter().position(|words| {
+        let at = |i: usize, n: u64| words.get(i).is_some_and(|w| *w == n.to_string());
         words.first().is_some_and(|w| w.ends_with(tail))
-            && words.len() >= 5
-            && words[1] == counts[0].to_string()
-            // Then Δ, spawned, completed.
-            && words[3] == counts[1].to_string()
-            && words[4] == counts[2].to_string()
+            && at(1, counts[0])
+            // Then Δ, spawned, completed; from 100 columns on, Δ, idle, spawned, completed.
+            && ((at(3, counts[1]) && at(4, counts[2])) || (at(4, counts[1]) && at(5, counts[2])))
     })
 }
 

@@ -113,6 +113,13 @@ const NUM_WIDTHS: [u16; 5] = [6, 6, 8, 9, 8];
 const COLUMN_GAPS: u16 = 6;
 const MIN_SITE_WIDTH: u16 = 26;
 
+/// Width of the sites table's Idle column (tasks idle past the site's threshold), shown
+/// where a site of [`IDLE_MIN_SITE`] characters and a whole sparkline still fit beside it.
+const IDLE_WIDTH: u16 = 6;
+
+/// Narrowest site column kept when the Idle column is added.
+const IDLE_MIN_SITE: u16 = 40;
+
 /// Draws the whole screen: header, spawn-site table (or the site detail view, the locks
 /// view or the findings view), footer; and the help overlay over it when shown.
 pub fn render(frame: &mut Frame, app: &App) {
@@ -866,7 +873,12 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
     }
 
     let inner_width = area.width.saturating_sub(2);
-    let fixed: u16 = NUM_WIDTHS.iter().sum::<u16>() + COLUMN_GAPS;
+    let mut fixed: u16 = NUM_WIDTHS.iter().sum::<u16>() + COLUMN_GAPS;
+    // The Idle column where it fits (not at 80 columns, where the site needs the room).
+    let idle_column = inner_width >= fixed + IDLE_WIDTH + 1 + IDLE_MIN_SITE + SPARK_WIDTH as u16;
+    if idle_column {
+        fixed += IDLE_WIDTH + 1;
+    }
     let spark_width = inner_width
         .saturating_sub(fixed + MIN_SITE_WIDTH)
         .min(SPARK_WIDTH as u16);
@@ -882,7 +894,7 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
             cell
         }
     };
-    let header = Row::new([
+    let mut header = vec![
         sorted(Cell::from("Site"), SortColumn::Site),
         sorted(right("Live".into()), SortColumn::Live),
         sorted(
@@ -896,6 +908,11 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
             ),
             SortColumn::Delta,
         ),
+    ];
+    if idle_column {
+        header.push(right("Idle".into()));
+    }
+    header.extend([
         sorted(right("Spawned".into()), SortColumn::Spawned),
         sorted(right("Completed".into()), SortColumn::Completed),
         sorted(right("Busy (s)".into()), SortColumn::Busy),
@@ -905,8 +922,8 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             "Live 60s"
         }),
-    ])
-    .style(theme.fg(Color::Yellow).add_modifier(Modifier::BOLD));
+    ]);
+    let header = Row::new(header).style(theme.fg(Color::Yellow).add_modifier(Modifier::BOLD));
 
     let body = |i: usize| {
         let r = &rows[i];
@@ -937,26 +954,43 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App) {
             ])),
             None => Cell::from(truncate_left(&clean(&r.site), usize::from(site_width))),
         };
-        Row::new([
+        let mut cells = vec![
             site_cell,
             Cell::from(Line::from(r.live.to_string()).right_aligned()).style(live_style),
             Cell::from(Line::from(fmt_delta(delta)).right_aligned()).style(delta_style),
+        ];
+        if idle_column {
+            // Tasks idle past the site's threshold (the idle-too-long indicator's count).
+            let style = if r.idle_over_threshold > 0 {
+                theme.fg(Color::Red)
+            } else {
+                theme.dim()
+            };
+            cells.push(right(r.idle_over_threshold.to_string()).style(style));
+        }
+        cells.extend([
             right(r.spawned.to_string()),
             right(r.completed.to_string()),
             right(fmt_busy(r.busy_seconds)),
             Cell::from(sparkline(&history, usize::from(spark_width))).style(theme.fg(Color::Green)),
-        ])
+        ]);
+        Row::new(cells)
     };
 
-    let widths = [
+    let mut widths = vec![
         Constraint::Length(site_width),
         Constraint::Length(NUM_WIDTHS[0]),
         Constraint::Length(NUM_WIDTHS[1]),
+    ];
+    if idle_column {
+        widths.push(Constraint::Length(IDLE_WIDTH));
+    }
+    widths.extend([
         Constraint::Length(NUM_WIDTHS[2]),
         Constraint::Length(NUM_WIDTHS[3]),
         Constraint::Length(NUM_WIDTHS[4]),
         Constraint::Length(spark_width),
-    ];
+    ]);
     render_table_rows(
         frame,
         area,

@@ -316,7 +316,11 @@ fn snapshot(i: u64) -> Snapshot {
         }),
         sites: vec![
             site(METRICS, 0, 3714 + i, 0.93),
-            site(LEAK, leak, leak, 0.01),
+            // All but the newest leaked tasks idle past the site's threshold.
+            SiteRow {
+                idle_over_threshold: leak.saturating_sub(2),
+                ..site(LEAK, leak, leak, 0.01)
+            },
             site(AXUM, AXUM_LIVE[at], 48_000 + 37 * i, 812.44),
             site(CACHE_REFRESH, 0, 642, 12.08),
             site(SESSION_TASK, SESSION_LIVE[at], 1290 + 2 * i, 3.1),
@@ -1107,7 +1111,11 @@ fn console_app(t0: Instant) -> App {
                 name: format!("console-subscriber at {url}"),
             },
             sites: vec![
-                site(LEAK, leak, leak, 0.01),
+                // All but the newest leaked tasks idle past the site's threshold.
+                SiteRow {
+                    idle_over_threshold: leak.saturating_sub(2),
+                    ..site(LEAK, leak, leak, 0.01)
+                },
                 site(AXUM, AXUM_LIVE[i as usize], 48_000 + 37 * i, 812.44),
                 site(SESSION_TASK, SESSION_LIVE[i as usize], 1290 + 2 * i, 3.1),
             ],
