@@ -1216,16 +1216,30 @@ fn detail_lines(app: &App, detail: &Detail, width: usize) -> Vec<Line<'static>> 
         return lines;
     } else if let Some(error) = detail.error() {
         // Errors carry the URL and the exporter's message: wrap them rather than cut them.
-        let text = format!("dump failed: {}", clean(error));
-        for chunk in wrap_chars(&text, width) {
-            lines.push(Line::from(Span::styled(chunk, theme.fg(Color::Red))));
-        }
-        let hint = if detail.dump().is_some() {
-            "press r to try again; the previous dump is shown below"
+        // A failure's text (URLs, the exporter's message) wraps exactly at the width; a
+        // source's refusal is a sentence and wraps at words.
+        let parts = if app.capabilities().dumps.is_available() {
+            wrap_chars(&format!("dump failed: {}", clean(error)), width)
         } else {
-            "press r to try again"
+            wrap_words(&format!("no new dump: {}", clean(error)), width)
         };
-        lines.push(Line::from(Span::styled(hint, theme.dim())));
+        for part in parts {
+            lines.push(Line::from(Span::styled(part, theme.fg(Color::Red))));
+        }
+        // A source that cannot take dumps (a file with a saved dump) never will: no "try
+        // again" there.
+        let hint = match (
+            app.capabilities().dumps.is_available(),
+            detail.dump().is_some(),
+        ) {
+            (true, true) => "press r to try again; the previous dump is shown below",
+            (true, false) => "press r to try again",
+            (false, true) => "the saved dump is shown below",
+            (false, false) => "",
+        };
+        if !hint.is_empty() {
+            lines.push(Line::from(Span::styled(hint, theme.dim())));
+        }
     }
 
     let Some(dump) = detail.dump() else {

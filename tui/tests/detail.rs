@@ -392,3 +392,18 @@ fn detail_honours_no_color() {
             .any(|c| c.fg == Color::Yellow)
     );
 }
+
+#[test]
+fn a_source_without_dumps_never_says_try_again() {
+    // A saved file: r cannot take a dump there, so the screen does not suggest it.
+    let t0 = Instant::now();
+    let mut app = App::new("file.json", t0)
+        .with_no_color(true)
+        .with_capabilities(taskscope_tui::source::Capabilities::file());
+    app.apply(Ok(snapshot(10)), t0);
+    assert!(app.open_detail());
+    app.request_dump();
+    let text = screen(&app, 120, 30).join("\n");
+    assert!(text.contains("unavailable for this source"), "{text}");
+    assert!(!text.contains("press r"), "{text}");
+}

@@ -1170,3 +1170,19 @@ fn console_locks() {
         },
     );
 }
+
+#[test]
+fn replay_snapshot_detail_after_r() {
+    check(
+        "replay_snapshot_detail_after_r",
+        "a saved snapshot file, the leak site's detail after r: a file takes no new dumps, so \
+         the refusal says why and offers no 'try again'; the saved dump stays below",
+        |t0| {
+            let mut app = saved_snapshot_app(t0);
+            select_site(&mut app, LEAK);
+            assert!(app.open_detail());
+            app.request_dump();
+            one(app)
+        },
+    );
+}
