@@ -526,7 +526,10 @@ async fn event_loop(
                     && let Ok(snapshot) = result.as_ref()
                 {
                     record_frame(&mut wb, &mut recorder, i, snapshot);
-                    runtimes.clone_from(&snapshot.runtimes);
+                    // Looked at once per link (see runtimes::expand).
+                    if links.get(i).and_then(Option::as_ref).is_some_and(|l| !l.runtimes_expanded) {
+                        runtimes.clone_from(&snapshot.runtimes);
+                    }
                 }
                 let now = Instant::now();
                 if let Some(app) = wb.target_mut(i) {

@@ -63,7 +63,7 @@ pub fn render(r: &ConsoleReport) -> String {
             l.kind,
             l.lock,
             l.instances,
-            l.more_holders,
+            l.holders.len() as u64 + l.more_holders,
             l.waiters.len() as u64 + l.more_waiters
         );
     }
