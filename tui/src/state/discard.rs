@@ -1,9 +1,10 @@
 //! Freeing large task lists off the UI thread. A snapshot may list up to a million tasks
 //! (one `String` each), kept only so that `s` can save them; freeing one on the event
-//! loop when the next snapshot replaces it costs tens of milliseconds of a frame. They go to one background thread instead.
+//! loop when the next snapshot replaces it costs tens of milliseconds of a frame. They go
+//! to one background thread instead.
 
+use std::sync::OnceLock;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Mutex, OnceLock};
 
 use taskscope::model::TaskRow;
 
@@ -15,9 +16,9 @@ const MIN_ROWS: usize = 1024;
 const QUEUE: usize = 2;
 
 /// The channel to the freeing thread; `None` when the thread could not be started.
-static FREER: OnceLock<Option<Mutex<SyncSender<Vec<TaskRow>>>>> = OnceLock::new();
+static FREER: OnceLock<Option<SyncSender<Vec<TaskRow>>>> = OnceLock::new();
 
-fn freer() -> Option<&'static Mutex<SyncSender<Vec<TaskRow>>>> {
+fn freer() -> Option<&'static SyncSender<Vec<TaskRow>>> {
     FREER
         .get_or_init(|| {
             let (tx, rx) = sync_channel::<Vec<TaskRow>>(QUEUE);
@@ -25,7 +26,7 @@ fn freer() -> Option<&'static Mutex<SyncSender<Vec<TaskRow>>>> {
                 .name("taskscope-free".into())
                 .spawn(move || rx.into_iter().for_each(drop))
                 .ok()
-                .map(|_| Mutex::new(tx))
+                .map(|_| tx)
         })
         .as_ref()
 }
@@ -36,8 +37,7 @@ pub(super) fn later(tasks: Vec<TaskRow>) {
     if tasks.len() < MIN_ROWS {
         return;
     }
-    let Some(freer) = freer() else { return };
-    let Ok(tx) = freer.lock() else { return };
+    let Some(tx) = freer() else { return };
     // When the thread is behind (or gone) the list comes back in the error and is freed
     // here.
     if let Err(TrySendError::Full(tasks) | TrySendError::Disconnected(tasks)) = tx.try_send(tasks) {
