@@ -13,7 +13,7 @@ pub mod outside;
 pub mod upstream;
 pub mod workers;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -198,12 +198,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     tracing::info!(%service_addr, %exporter_url, data_dir = %data_dir.path.display(), "started");
     if !args.tui {
-        // Tests and scripts read these two lines to find the ports.
-        println!("service listening on {service_url}");
-        println!("taskscope exporter on {exporter_url}");
+        // Tests and scripts read these lines to find the ports. A reader may close the pipe
+        // once it has the lines it wants: the service goes on (`println!` would panic).
+        let mut lines =
+            format!("service listening on {service_url}\ntaskscope exporter on {exporter_url}\n");
         if let Some(addr) = args.console_subscriber {
-            println!("console-subscriber on http://{addr}");
+            lines.push_str(&format!("console-subscriber on http://{addr}\n"));
         }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(lines.as_bytes()).and_then(|()| out.flush());
     }
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

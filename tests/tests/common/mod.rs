@@ -121,6 +121,9 @@ impl Demo {
         };
         let service = url_after("service listening on ");
         let exporter = url_after("taskscope exporter on ");
+        // Keep reading what else the demo prints (e.g. the console-subscriber line), so
+        // its writes never meet a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
         Demo {
             child,
             service,
