@@ -41,6 +41,7 @@ fn child(variant: &str, tasks: usize, case: &str) {
     let agent = match variant {
         "bare" => None,
         "taskscope" => Some(taskscope::install(&mut builder)),
+        v if common::floor_variant(v, &mut builder) => None,
         other => panic!("unknown variant {other}"),
     };
     let rt = builder.build().expect("runtime");
@@ -206,7 +207,7 @@ fn main() {
         } else {
             (n1, n2)
         };
-        for variant in ["bare", "taskscope"] {
+        for variant in ["bare", "hooks", "floor", "taskscope"] {
             let (a, _) = run(&exe, callgrind, variant, n1, case);
             let (b, file) = run(&exe, callgrind, variant, n2, case);
             let p = (b - a) / (n2 - n1) as f64;
@@ -225,19 +226,18 @@ fn main() {
     if cases.len() < 3 {
         return;
     }
-    let hook = |c| per[&("taskscope", c)] - per[&("bare", c)];
-    println!(
-        "agent's share per task: {:.1} {unit} for spawn + 1 poll + terminate ({:.1}% of bare), \
-         {:.1} per extra poll (from 4 yields: {:.1})",
-        hook("y0"),
-        100.0 * hook("y0") / per[&("bare", "y0")],
-        (hook("y4") - hook("y0")) / 4.0,
-        hook("y4")
-    );
-    println!(
-        "steady-like task (4 x sleep 1 ms + work): agent's share {:.1} {unit} per task, \
-         {:.1}% of bare",
-        hook("s4"),
-        100.0 * hook("s4") / per[&("bare", "s4")]
-    );
+    for variant in ["taskscope", "floor", "hooks"] {
+        let hook = |c| per[&(variant, c)] - per[&("bare", c)];
+        println!(
+            "{variant}: share per task {:.1} {unit} for spawn + 1 poll + terminate ({:.1}% of \
+             bare), {:.1} per extra poll (from 4 yields: {:.1}); steady-like task (4 x sleep \
+             1 ms + work): {:.1} {unit} per task, {:.1}% of bare",
+            hook("y0"),
+            100.0 * hook("y0") / per[&("bare", "y0")],
+            (hook("y4") - hook("y0")) / 4.0,
+            hook("y4"),
+            hook("s4"),
+            100.0 * hook("s4") / per[&("bare", "s4")]
+        );
+    }
 }

@@ -39,6 +39,10 @@
 //! 2^22 task slots instead of the default 2^18, so that the live tasks of a 2M storm all
 //! fit the lock-free ring and none goes to the locked overflow map.
 //!
+//! `--floor`: adds `hooks` and `floor` to the storm and steady rows: tokio's four task hooks
+//! doing nothing (`hooks`), and doing one relaxed atomic add each on one shared counter
+//! (`floor`, issue #10's floor), the least a hook-based agent costs.
+//!
 //! `--baseline-exe PATH`: the `spawn_storm` benchmark built without any feature (so tokio
 //! has no `tracing` feature); its `baseline` variant (the same storm, no agent) joins the
 //! storm rounds as `bare-notr`. Ratios stay against `bare`. Storm only.
@@ -46,7 +50,7 @@
 //! Run: `cargo bench -p taskscope [--features bench-console,bench-dial9] --bench peers --
 //! [storm|steady|memory|all]... [--rounds R] [--memory-rounds R] [--console-rounds R]
 //! [--sizes N,N] [--memory-sizes N,N] [--steady-tasks T] [--console-storm-max N]
-//! [--console-memory-max N] [--baseline-exe PATH] [--big-ring]`
+//! [--console-memory-max N] [--baseline-exe PATH] [--big-ring] [--floor]`
 //! (defaults: all; 5 rounds for storm and steady, 3 for memory; storm sizes 20000,200000;
 //! memory sizes 100000,1000000; T = 10000; console caps 200000 and 100000).
 
@@ -102,6 +106,7 @@ fn child(workload: &str, variant: &str, n: usize) {
     let agent = match variant {
         "bare" => None,
         "taskscope" => Some(taskscope::install(&mut builder)),
+        v if common::floor_variant(v, &mut builder) => None,
         // The agent with a ring big enough for every live task of a 2M storm (2^22 slots,
         // 128 MiB reserved), so no task goes to the locked overflow map.
         "ts-ring2^22" => Some(
@@ -314,14 +319,34 @@ fn measure(variants: &[&Variant], workload: &str, n: usize, rounds: usize, conso
     let med = |v: usize, f: fn(&Sample) -> f64| median(samples[v].iter().map(f).collect());
     let (base_wall, base_cpu, base_rss) =
         (med(0, |s| s.wall), med(0, |s| s.cpu), med(0, |s| s.rss));
+    // The CPU ratio within each round (the variants of a round run back to back), then its
+    // median: slow drifts of the machine over the rounds cancel out.
+    let paired = |v: usize| {
+        median(
+            samples[v]
+                .iter()
+                .zip(&samples[0])
+                .map(|(s, b)| s.cpu / b.cpu)
+                .collect(),
+        )
+    };
     match workload {
         "storm" => println!(
-            "{:>8} {:<10} {:>3} {:>10} {:>9} {:>8} {:>10} {:>8} {:>10}",
-            "tasks", "variant", "n", "wall", "per task", "ratio", "CPU", "ratio", "peak RSS"
+            "{:>8} {:<10} {:>3} {:>10} {:>9} {:>8} {:>10} {:>8} {:>8} {:>10}",
+            "tasks",
+            "variant",
+            "n",
+            "wall",
+            "per task",
+            "ratio",
+            "CPU",
+            "ratio",
+            "paired",
+            "peak RSS"
         ),
         "steady" => println!(
-            "{:>8} {:<10} {:>3} {:>12} {:>8} {:>14} {:>8} {:>10}",
-            "tasks", "variant", "n", "iter/s", "ratio", "iter/CPU-s", "ratio", "peak RSS"
+            "{:>8} {:<10} {:>3} {:>12} {:>8} {:>14} {:>8} {:>8} {:>10}",
+            "tasks", "variant", "n", "iter/s", "ratio", "iter/CPU-s", "ratio", "paired", "peak RSS"
         ),
         _ => println!(
             "{:>8} {:<10} {:>3} {:>12} {:>8} {:>16}",
@@ -333,7 +358,7 @@ fn measure(variants: &[&Variant], workload: &str, n: usize, rounds: usize, conso
         let runs = samples[v].len();
         match workload {
             "storm" => println!(
-                "{:>8} {:<10} {:>3} {:>8.1}ms {:>7.0}ns {:>7.2}x {:>10} {:>8} {:>6.0} MiB",
+                "{:>8} {:<10} {:>3} {:>8.1}ms {:>7.0}ns {:>7.2}x {:>10} {:>8} {:>8} {:>6.0} MiB",
                 n,
                 var.name,
                 runs,
@@ -342,10 +367,11 @@ fn measure(variants: &[&Variant], workload: &str, n: usize, rounds: usize, conso
                 wall / base_wall,
                 known(cpu, format!("{:.1}ms", cpu / 1e6)),
                 known(cpu, format!("{:.2}x", cpu / base_cpu)),
+                known(cpu, format!("{:.2}x", paired(v))),
                 rss / 1024.0
             ),
             "steady" => println!(
-                "{:>8} {:<10} {:>3} {:>12.0} {:>7.3}x {:>14.0} {:>7.3}x {:>6.0} MiB",
+                "{:>8} {:<10} {:>3} {:>12.0} {:>7.3}x {:>14.0} {:>7.3}x {:>7.3}x {:>6.0} MiB",
                 n,
                 var.name,
                 runs,
@@ -353,6 +379,7 @@ fn measure(variants: &[&Variant], workload: &str, n: usize, rounds: usize, conso
                 wall / base_wall,
                 cpu,
                 cpu / base_cpu,
+                paired(v),
                 rss / 1024.0
             ),
             _ => println!(
@@ -482,6 +509,13 @@ fn main() {
         storm_only: None,
     };
     let (bare, taskscope) = (ours("bare"), ours("taskscope"));
+    // The floor (`--floor`, storm and steady): the four hooks empty, and with one relaxed
+    // add each.
+    let floors: Vec<Variant> = if args.iter().any(|a| a == "--floor") {
+        vec![ours("hooks"), ours("floor")]
+    } else {
+        Vec::new()
+    };
     // console-subscriber only where this build has it (feature `bench-console`).
     let console = cfg!(feature = "bench-console").then(|| ours("console"));
     // `--big-ring`: the agent with a 2^22-slot ring as well (storm and memory).
@@ -513,6 +547,7 @@ fn main() {
         );
         for &n in &sizes {
             let mut vs = vec![&bare, &taskscope];
+            vs.extend(floors.iter());
             vs.extend(big_ring.as_ref());
             vs.extend(dial9.as_ref());
             if let Some(c) = console.as_ref().filter(|_| n <= console_storm_max) {
@@ -530,6 +565,7 @@ fn main() {
             "\nsteady: T tasks looping sleep(1ms) + small work, 3 s after 1 s warm-up (medians: iterations per wall-clock second and per CPU second, peak RSS)"
         );
         let mut vs = vec![&bare, &taskscope];
+        vs.extend(floors.iter());
         vs.extend(dial9.as_ref());
         vs.extend(console.as_ref());
         measure(&vs, "steady", steady_tasks, r, console_rounds.unwrap_or(r));

@@ -3,14 +3,18 @@
 //! Two clocks, because a precise clock read on every poll cost more than all the rest of
 //! the hooks together (`Instant::now` is a vDSO `clock_gettime`, ~26 ns here; RDTSC ~10 ns):
 //!
-//! - **coarse** (`CLOCK_MONOTONIC_COARSE`, ~5 ns, resolution one kernel tick, 1–4 ms):
-//!   spawn times and poll times, i.e. task ages and idle ages, where milliseconds suffice;
+//! - **coarse**: spawn times and poll times, i.e. task ages, idle ages and long polls, where
+//!   milliseconds suffice. Read from the [`ticker`]'s published time (one relaxed load) while
+//!   the ticker runs, else from `CLOCK_MONOTONIC_COARSE` (~5 ns, resolution one kernel tick,
+//!   1–4 ms). Both count from the same origin as `CLOCK_MONOTONIC`.
 //! - **precise** (the TSC on x86_64 when it is the kernel's clocksource, i.e. invariant and
 //!   synchronised across cores; `Instant` otherwise): the duration of sampled polls, for
 //!   busy time. TSC ticks are calibrated against `Instant` over the agent's lifetime, at
 //!   read time.
 
 use std::time::Instant;
+
+pub(crate) mod ticker;
 
 pub(crate) struct Clock {
     start: Instant,
@@ -22,6 +26,7 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub(crate) fn new() -> Self {
+        ticker::start();
         let use_tsc = tsc_is_clocksource();
         Clock {
             start: Instant::now(),
@@ -34,7 +39,7 @@ impl Clock {
     /// Coarse nanoseconds since the clock started, never 0, so 0 can mean "never".
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        coarse_ns().saturating_sub(self.start_coarse).max(1)
+        ticker::now().saturating_sub(self.start_coarse).max(1)
     }
 
     /// Precise ticks since the clock started, for durations.

@@ -136,3 +136,43 @@ pub fn steady(rt: &tokio::runtime::Runtime, tasks: usize) -> (f64, f64) {
     let n = (n1 - n0) as f64;
     (n / (t1 - t0).as_secs_f64(), n / (c1 - c0).as_secs_f64())
 }
+
+/// Installs the floor variants' hooks: `hooks` (empty) or `floor` (one relaxed add each);
+/// false for any other variant.
+pub fn floor_variant(variant: &str, builder: &mut tokio::runtime::Builder) -> bool {
+    match variant {
+        "hooks" => empty_hooks(builder),
+        "floor" => floor_hooks(builder),
+        _ => return false,
+    }
+    true
+}
+
+/// Issue #10's floor: tokio's four task hooks, each doing one relaxed atomic add on one
+/// shared counter. What any hook-based agent costs at least.
+fn floor_hooks(builder: &mut tokio::runtime::Builder) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static EVENTS: AtomicU64 = AtomicU64::new(0);
+    builder
+        .on_task_spawn(|_| {
+            EVENTS.fetch_add(1, Relaxed);
+        })
+        .on_before_task_poll(|_| {
+            EVENTS.fetch_add(1, Relaxed);
+        })
+        .on_after_task_poll(|_| {
+            EVENTS.fetch_add(1, Relaxed);
+        })
+        .on_task_terminate(|_| {
+            EVENTS.fetch_add(1, Relaxed);
+        });
+}
+
+/// tokio's four task hooks doing nothing: the cost of the hook calls alone.
+fn empty_hooks(builder: &mut tokio::runtime::Builder) {
+    builder
+        .on_task_spawn(|_| {})
+        .on_before_task_poll(|_| {})
+        .on_after_task_poll(|_| {})
+        .on_task_terminate(|_| {});
+}
