@@ -1,6 +1,6 @@
-//! End to end, release build: a task dump of fault S2 in the demo built with `--release`
-//! still shows the request tasks' own frames (file and line), because they are spawned with
-//! `taskscope::spawn` and the release profile keeps line tables.
+//! End to end, release build: a task dump of fault S2, and of the README's `leak` fault, in
+//! the demo built with `--release` still shows the tasks' own frames (file and line), because
+//! they are spawned with `taskscope::spawn` and the release profile keeps line tables.
 //!
 //! The release binary is built from here with the same cargo that runs the tests (cargo
 //! locks each profile's directory on its own, so this does not wait on `cargo test`'s lock);
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{DEMO, Demo, ROOT, first_user_frame, site_of};
+use common::{DEMO, Demo, ROOT, first_user_frame, marked_line, site_of};
 use taskscope::model::DumpSource;
 
 const FILE: &str = "demo-service/src/faults/s2_reply_map.rs";
@@ -120,4 +120,48 @@ async fn release_dump_of_s2_shows_the_request_frames() {
 
     demo.fault_off("S2").await;
     demo.wait_live(&site, 0).await;
+}
+
+/// The README's first command runs the release demo with `--fault leak`: the dump of the
+/// leak site must name the line in the job where it waits, not only tokio's semaphore.
+#[tokio::test]
+async fn release_dump_of_the_leak_shows_the_jobs_await_point() {
+    const JOBS: u64 = 5;
+    const LEAK_FILE: &str = "demo-service/src/faults/report_leak.rs";
+    let bin = tokio::task::spawn_blocking(release_demo).await.unwrap();
+    let demo = Demo::start_bin(bin.to_str().unwrap(), &["--fault", "leak"]);
+    let site = site_of(LEAK_FILE, "// leak site: report job");
+    let (await_line, _) = marked_line(LEAK_FILE, "// await point: the leaked job waits here");
+    for _ in 0..JOBS {
+        let (status, body) = demo.post("/reports", serde_json::json!({})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    demo.wait_live(&site, JOBS).await;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let dump = demo.dump_json(&format!("site={site}")).await;
+        assert_eq!(dump.source, DumpSource::Traced, "notes: {:?}", dump.notes);
+        let lines: Vec<(u64, u32)> = dump
+            .groups
+            .iter()
+            .filter(|g| g.site == site)
+            .flat_map(|g| g.stacks.iter().map(move |s| (g.count, s)))
+            .filter_map(|(count, s)| {
+                first_user_frame(s)
+                    .filter(|f| f.file == LEAK_FILE)
+                    .map(|f| (count, f.line))
+            })
+            .collect();
+        // A job still between its two sends may be traced elsewhere: wait for all five.
+        if lines == [(JOBS, await_line)] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no group of {JOBS} waiting at {LEAK_FILE}:{await_line}: {lines:?} in {:#?}",
+            dump.groups
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
 }

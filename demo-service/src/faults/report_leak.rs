@@ -109,7 +109,8 @@ pub async fn start_report(
         let (tx, rx) = mpsc::channel::<u32>(PROGRESS_STEPS.len());
         (tx, Some(rx))
     };
-    tokio::spawn(async move { run_report(progress, kept).await }); // leak site: report job
+    // taskscope::spawn keeps the job's own frames in task dumps of release builds.
+    taskscope::spawn(async move { run_report(progress, kept).await }); // leak site: report job
     Ok(Json(Started { job }))
 }
 
@@ -121,7 +122,8 @@ async fn run_report(progress: mpsc::Sender<u32>, _kept: Option<mpsc::Receiver<u3
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         // The bug: with the fault on nobody reads `progress`, so the second send waits
         // forever.
-        if progress.send(percent).await.is_err() {
+        let sent = progress.send(percent).await; // await point: the leaked job waits here
+        if sent.is_err() {
             return;
         }
     }

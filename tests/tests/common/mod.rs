@@ -22,6 +22,23 @@ pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// is that of `tokio::spawn` / `tokio::task::spawn` / `taskscope::spawn` when present, else of
 /// a method `spawn(` (as `set.spawn(` or `handle.spawn(`, whose location is the method name).
 pub fn site_of(file: &str, marker: &str) -> String {
+    let (number, line) = marked_line(file, marker);
+    let col = [
+        "tokio::spawn(",
+        "tokio::task::spawn(",
+        "taskscope::spawn(",
+        "spawn(",
+    ]
+    .iter()
+    .find_map(|pat| line.find(pat))
+    .unwrap_or_else(|| panic!("no spawn call on the marked line of {file}: {line}"))
+        + 1;
+    format!("{file}:{number}:{col}")
+}
+
+/// The 1-based number and the text of the one line of `file` (relative to the workspace)
+/// that carries `marker`.
+pub fn marked_line(file: &str, marker: &str) -> (u32, String) {
     let source = std::fs::read_to_string(format!("{ROOT}/{file}"))
         .unwrap_or_else(|e| panic!("cannot read {file}: {e}"));
     let matches: Vec<(usize, &str)> = source
@@ -35,17 +52,7 @@ pub fn site_of(file: &str, marker: &str) -> String {
         "marker {marker:?} must be on exactly one line of {file}"
     );
     let (idx, line) = matches[0];
-    let col = [
-        "tokio::spawn(",
-        "tokio::task::spawn(",
-        "taskscope::spawn(",
-        "spawn(",
-    ]
-    .iter()
-    .find_map(|pat| line.find(pat))
-    .unwrap_or_else(|| panic!("no spawn call on the marked line of {file}: {line}"))
-        + 1;
-    format!("{file}:{}:{}", idx + 1, col)
+    (idx as u32 + 1, line.to_string())
 }
 
 /// A running demo process, killed when dropped.
