@@ -1296,11 +1296,18 @@ fn detail_lines(app: &App, detail: &Detail, width: usize) -> Vec<Line<'static>> 
         if groups.len() == 1 { "" } else { "s" }
     )));
     lines.push(Line::from(source_line));
+    // Notes wrap at words under their label: the detail pane does not scroll sideways.
     for note in &dump.notes {
-        lines.push(Line::from(vec![
-            Span::styled("note: ", theme.fg(Color::Yellow)),
-            Span::raw(clean(note)),
-        ]));
+        for (i, part) in wrap_words(&clean(note), width.saturating_sub(6).max(10))
+            .into_iter()
+            .enumerate()
+        {
+            let head = if i == 0 { "note: " } else { "      " };
+            lines.push(Line::from(vec![
+                Span::styled(head, theme.fg(Color::Yellow)),
+                Span::raw(part),
+            ]));
+        }
     }
     for b in &dump.blocked {
         lines.push(Line::from(vec![

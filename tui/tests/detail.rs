@@ -407,3 +407,30 @@ fn a_source_without_dumps_never_says_try_again() {
     assert!(text.contains("unavailable for this source"), "{text}");
     assert!(!text.contains("press r"), "{text}");
 }
+
+#[test]
+fn a_long_dump_note_wraps_under_its_label() {
+    let t0 = Instant::now();
+    let (mut app, id) = open(t0);
+    let mut d = dump();
+    d.notes = vec![
+        "4 tasks have no stack: spawned during the dump, or waiting on something tokio's \
+         dump cannot trace"
+            .into(),
+    ];
+    app.apply_dump(id, Ok(d), t0);
+    let lines = screen(&app, 80, 24);
+    let text = lines.join("\n");
+    // 80 columns: two borders, "note: " and the rest of the line; nothing cut.
+    assert!(
+        has_line(
+            &lines,
+            "note: 4 tasks have no stack: spawned during the dump, or waiting on something"
+        ),
+        "{text}"
+    );
+    assert!(
+        has_line(&lines, "      tokio's dump cannot trace"),
+        "{text}"
+    );
+}
