@@ -148,8 +148,10 @@ pub fn floor_variant(variant: &str, builder: &mut tokio::runtime::Builder) -> bo
     true
 }
 
-/// Issue #10's floor: tokio's four task hooks, each doing one relaxed atomic add on one
-/// shared counter. What any hook-based agent costs at least.
+/// Issue #10's floor as it words it, "runtime hooks + relaxed atomics": tokio's four task
+/// hooks, each doing one relaxed atomic add on one shared counter. On several workers that
+/// counter's cache line moves between the cores on every event, so it costs more than the
+/// hooks alone (and, in a storm, more than the agent, which counts per thread).
 fn floor_hooks(builder: &mut tokio::runtime::Builder) {
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     static EVENTS: AtomicU64 = AtomicU64::new(0);
