@@ -2600,6 +2600,12 @@ fn render_table_rows<'a>(
     let fit = usize::from(area.height.saturating_sub(3));
     let start = visible_start(len, fit, offset, selected);
     let end = len.min(start + fit);
+    // When some rows are off screen, the bottom border says which are shown.
+    let block = if start > 0 || end < len {
+        block.title_bottom(Line::from(format!(" {}-{end} of {len} ", start + 1)).right_aligned())
+    } else {
+        block
+    };
     let table = Table::new((start..end).map(row), widths)
         .header(header)
         .block(block)
